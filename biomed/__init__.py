@@ -1,0 +1,1 @@
+"""Biomedical tasks, tokenizers, models, data and metrics. Nothing here knows about Ray."""

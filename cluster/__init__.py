@@ -1,0 +1,1 @@
+"""Connecting to Ray: an embedded local cluster by default, or a given cluster address."""

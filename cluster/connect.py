@@ -1,0 +1,43 @@
+"""The one place that starts or joins Ray."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+# Workers inherit the driver's environment when the driver starts the local cluster: no hub
+# look-ups at run time, and no tokenizer thread pools fighting the training threads.
+WORKER_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+
+
+def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
+    """Join the cluster at `address` (or $RAY_ADDRESS), else start an embedded local one.
+
+    Returns the cluster's resources. A Ray already initialised in this process is reused.
+    """
+    os.environ.update(WORKER_ENV)
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
+        else:
+            # The dashboard (127.0.0.1, token auth on) also backs the State API that Train V2's
+            # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.
+            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=True)
+    return cluster_resources()
+
+
+def cluster_resources() -> dict:
+    resources = ray.cluster_resources()
+    return {
+        "num_cpus": resources.get("CPU", 0.0),
+        "num_gpus": resources.get("GPU", 0.0),
+        "num_nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+    }

@@ -1,0 +1,164 @@
+"""`biomed` command line. Thin: each command parses, calls one function, prints the result.
+
+Every command takes --json: the final summary is then printed as one JSON object on the last
+line of stdout (progress goes to stderr). Exit codes: 0 ok, 1 the job failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def _emit(payload, *, as_json: bool, human) -> None:
+    if as_json:
+        print(json.dumps(payload, default=str))
+    else:
+        human(payload)
+
+
+def _pretty(payload) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def cmd_validate(args) -> int:
+    from jobs.spec import load_spec
+    from jobs.splits import load_splits
+
+    spec = load_spec(args.spec)
+    report = load_splits(spec).report
+    payload = {"valid": True, "name": spec.name, "labels": spec.task.labels, "metric": spec.metric, "mode": spec.mode, "data": report}
+    _emit(payload, as_json=args.json, human=lambda p: (print(f"{args.spec}: valid"), _pretty(p)))
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from jobs.spec import JobSpec
+
+    print(json.dumps(JobSpec.model_json_schema(), indent=None if args.json else 2))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from biomed.datasets import DATASETS
+
+    if args.dataset not in DATASETS:
+        print(f"error: unknown data set {args.dataset!r}; known: {sorted(DATASETS)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    summary = DATASETS[args.dataset](args.out)
+    _emit(summary, as_json=args.json, human=_pretty)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from jobs.spec import load_spec
+    from jobs.train import train
+
+    spec = load_spec(args.spec)
+    summary = train(spec, address=args.address)
+    _emit(summary, as_json=args.json, human=_print_train_summary)
+    return 0
+
+
+def _print_train_summary(s: dict) -> None:
+    print(f"run {s['run_name']}: registered {s['name']}@{s['registered']['version']} at {s['registered']['path']}")
+    print(f"  selected by {s['selection']['metric']} = {s['selection']['value']:.4f}")
+    for label, metrics in (("model", s["test_metrics"]), ("TF-IDF + logistic regression", s["baseline_test_metrics"])):
+        if metrics:
+            print(f"  test {label}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    print(f"  learning curve: {s['learning_curve_png']}  metrics: {s['metrics_csv']}")
+
+
+def cmd_models(args) -> int:
+    from jobs.train import registry_for
+
+    registry = registry_for(args.storage)
+    if args.models_command == "list":
+        rows = registry.summary()
+        _emit({"models": rows}, as_json=args.json, human=lambda p: _print_models(p["models"]))
+    else:
+        entry = registry.get(args.ref)
+        _emit(entry, as_json=args.json, human=_pretty)
+    return 0
+
+
+def _print_models(rows: list[dict]) -> None:
+    if not rows:
+        print("no registered models")
+    for r in rows:
+        sel = r["best_selection"] or {}
+        print(f"{r['name']}: {r['num_versions']} versions, best v{r['best_version']} ({sel.get('metric')}={sel.get('value', float('nan')):.4f})")
+
+
+def cmd_predict(args) -> int:
+    from biomed.checkpoint import Predictor
+    from jobs.train import registry_for
+
+    entry = registry_for(args.storage).get(args.ref)
+    predictor = Predictor(directory=entry["path"])
+    probs = predictor.predict_proba(args.text)
+    rows = [
+        {"input": text, "label": predictor.labels[int(p.argmax())], "probabilities": dict(zip(predictor.labels, map(float, p)))}
+        for text, p in zip(args.text, probs)
+    ]
+    payload = {"model": entry["name"], "version": entry["version"], "predictions": rows}
+    _emit(payload, as_json=args.json, human=lambda p: [print(f"{r['label']}\t{r['input'][:80]}") for r in p["predictions"]])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="biomed", description="Fine-tune, tune and serve biomedical models on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    storage = argparse.ArgumentParser(add_help=False)
+    storage.add_argument("--storage", default="runs", help="storage path holding the registry (default: runs)")
+
+    p = sub.add_parser("validate", parents=[json_flag], help="validate a spec and its data; starts no Ray")
+    p.add_argument("spec")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("schema", parents=[json_flag], help="print the job spec's JSON schema")
+    p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("data", parents=[json_flag], help="write a packaged biomedical data set as Parquet")
+    p.add_argument("dataset", help="data set name, e.g. drug-reviews")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_data)
+    p = sub.add_parser("train", parents=[json_flag], help="fine-tune per a spec and register the best checkpoint")
+    p.add_argument("spec")
+    p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("models", help="the checkpoint registry")
+    models = p.add_subparsers(dest="models_command", required=True)
+    m = models.add_parser("list", parents=[json_flag, storage], help="registered models")
+    m.set_defaults(func=cmd_models)
+    m = models.add_parser("show", parents=[json_flag, storage], help="one model: NAME (its best) or NAME@VERSION")
+    m.add_argument("ref")
+    m.set_defaults(func=cmd_models)
+    p = sub.add_parser("predict", parents=[json_flag, storage], help="predict with a registered model")
+    p.add_argument("ref", help="NAME or NAME@VERSION")
+    p.add_argument("--text", action="append", required=True, help="an input text (repeatable)")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.registry import RegistryError
+    from jobs.spec import SpecError
+    from jobs.errors import TrainingFailed
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, RegistryError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainingFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

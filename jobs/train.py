@@ -1,0 +1,140 @@
+"""Driver side of a fine-tuning job: validate, run TorchTrainer, score, register.
+
+`train(spec)` is the public entry point behind `biomed train`; it returns the run summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import ray.train
+
+from biomed.baselines import tfidf_logistic_regression
+from biomed.checkpoint import Predictor
+from biomed.data import fingerprint_files
+from biomed.tasks import get_task
+from cluster.connect import connect
+from jobs.curves import plot_learning_curve
+from jobs.errors import TrainingFailed
+from jobs.registry import Registry
+from jobs.spec import JobSpec
+from jobs.splits import Splits, load_splits
+from jobs.worker import METRICS_FILE, MODEL_DIR, train_loop_per_worker
+
+
+def run_name(spec: JobSpec, data_fingerprint: str) -> str:
+    """Deterministic: the same spec on the same data resumes the same run folder."""
+    digest = hashlib.sha256(f"{spec.spec_hash()}:{data_fingerprint}".encode()).hexdigest()[:12]
+    return f"{spec.name}-{digest}"
+
+
+def registry_for(storage_path: str | Path) -> Registry:
+    return Registry(root=Path(storage_path) / "registry")
+
+
+def _log(message: str) -> None:
+    print(f"[biomed] {message}", file=sys.stderr, flush=True)
+
+
+def build_trainer(spec: JobSpec, *, name: str):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    s = spec.scaling
+    resources = {"CPU": s.cpus_per_worker}
+    if s.use_gpu:
+        resources["GPU"] = s.gpus_per_worker
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": spec.model_dump(mode="json"), "run_dir": str(Path(spec.storage_path) / name)},
+        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=name,
+            storage_path=spec.storage_path,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=spec.checkpointing.num_to_keep,
+                checkpoint_score_attribute=f"val_{spec.metric}",
+                checkpoint_score_order=spec.mode,
+            ),
+            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+        ),
+    )
+
+
+def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
+    """The kept checkpoint with the best validation metric (from the committed snapshot)."""
+    key = f"val_{spec.metric}"
+    candidates = [(ckpt, m) for ckpt, m in result.best_checkpoints if key in m and not np.isnan(m[key])]
+    if not candidates:
+        raise TrainingFailed(f"run produced no checkpoint with a finite {key}")
+    sign = 1.0 if spec.mode == "max" else -1.0
+    # Ties (common with accuracy on small validation sets) go to the later epoch.
+    ckpt, metrics = max(candidates, key=lambda cm: (sign * cm[1][key], cm[1]["epoch"]))
+    return Path(ckpt.path), metrics
+
+
+def score_test(spec: JobSpec, splits: Splits, model_dir: Path) -> dict:
+    """Test metrics of the checkpoint and of the TF-IDF + logistic regression baseline."""
+    if splits.test is None:
+        return {}
+    task = get_task(spec.task.name)
+    probs = Predictor(directory=model_dir, batch_size=spec.training.eval_batch_size).predict_proba(splits.test.texts)
+    baseline = tfidf_logistic_regression(
+        splits.train.texts, splits.train.label_ids, splits.test.texts, num_classes=len(spec.task.labels), seed=spec.training.seed
+    )
+    return {
+        "model": task.compute_metrics(splits.test.label_ids, probs),
+        "baseline_tfidf_logreg": task.compute_metrics(splits.test.label_ids, baseline),
+    }
+
+
+def train(spec: JobSpec, *, address: str | None = None) -> dict:
+    """Fine-tune per the spec on Ray Train, register the best checkpoint, return a summary."""
+    started = time.perf_counter()
+    splits = load_splits(spec)  # bad data fails here, before any cluster or worker starts
+    fingerprint = fingerprint_files(spec.data.files())
+    name = run_name(spec, fingerprint)
+    run_dir = Path(spec.storage_path) / name
+    resources = connect(address=address)
+    _log(f"run {name} → {run_dir} on {resources}")
+    try:
+        result = build_trainer(spec, name=name).fit()
+    except ray.train.TrainingFailedError as error:
+        raise TrainingFailed(f"run {name} failed after {spec.failure.max_failures} retries: {error}") from error
+    ckpt_dir, val_metrics = best_checkpoint(result, spec)
+    _log(f"best checkpoint {ckpt_dir.name} (val_{spec.metric}={val_metrics[f'val_{spec.metric}']:.4f}); scoring the test set")
+    test = score_test(spec, splits, ckpt_dir / MODEL_DIR)
+    curve_png = plot_learning_curve(run_dir / METRICS_FILE, run_dir / "learning_curve.png")
+    record = {
+        "task": spec.task.name,
+        "labels": spec.task.labels,
+        "spec_hash": spec.spec_hash(),
+        "data_fingerprint": fingerprint,
+        "run_name": name,
+        "run_path": str(run_dir),
+        "source_checkpoint": str(ckpt_dir),
+        "val_metrics": {k: v for k, v in val_metrics.items() if k.startswith("val_")},
+        "test_metrics": test.get("model"),
+        "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
+        "spec": spec.model_dump(mode="json"),
+    }
+    selection = {"metric": f"val_{spec.metric}", "mode": spec.mode, "value": val_metrics[f"val_{spec.metric}"]}
+    entry = registry_for(spec.storage_path).register(name=spec.name, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection)
+    return {
+        "name": spec.name,
+        "run_name": name,
+        "run_path": str(run_dir),
+        "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"]},
+        "selection": selection,
+        "val_metrics": record["val_metrics"],
+        "test_metrics": test.get("model"),
+        "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
+        "data": splits.report,
+        "metrics_csv": str(run_dir / METRICS_FILE),
+        "learning_curve_png": str(curve_png) if curve_png else None,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }

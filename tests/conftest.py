@@ -1,0 +1,53 @@
+"""Shared fixtures: one real local Ray per test session, tiny planted-signal data, spec files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from biomed.synthetic import write_planted_text
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def planted_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("planted")
+    write_planted_text(root / "train.parquet", 480, seed=1)
+    write_planted_text(root / "test.parquet", 150, seed=2)
+    return root
+
+
+def tiny_spec(data_dir: Path, storage: Path, **overrides) -> dict:
+    """A spec dict for the tiny BERT on planted data; `overrides` replace whole sections."""
+    spec = {
+        "name": "planted",
+        "task": {"name": "text_classification"},
+        "data": {"train_path": str(data_dir / "train.parquet"), "test_path": str(data_dir / "test.parquet")},
+        "model": {"backbone": "tiny-bert"},
+        "training": {"epochs": 6, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40, "warmup_ratio": 0.05},
+        "scaling": {"num_workers": 2},
+        "storage_path": str(storage),
+    }
+    spec.update(overrides)
+    return spec
+
+
+def write_spec(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    from cluster.connect import WORKER_ENV
+
+    os.environ.update(WORKER_ENV)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=True)
+    yield ray
+    ray.shutdown()

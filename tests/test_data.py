@@ -1,0 +1,70 @@
+"""Data loading, bad-row reporting, splits, sharding, metrics and the real drug-review data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from biomed.data import load_labelled_text, stratified_split
+from biomed.metrics import classification_metrics
+from jobs.worker import epoch_batches
+
+
+def test_missing_text_and_label_rows_are_reported_not_hidden(tmp_path):
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": ["a", None, "c", " ", "e", "f"], "label": ["x", "y", None, "x", "y", None]}), path)
+    data = load_labelled_text(path, text_column="text", label_column="label", labels=["x", "y"])
+    assert data.texts == ["a", "e"]
+    assert list(data.source_rows) == [0, 4]
+    reasons = {d.reason.split(" (")[0]: (d.count, d.first_rows) for d in data.dropped}
+    assert reasons == {"missing text": (2, [1, 3]), "missing label": (2, [2, 5])}
+
+
+def test_csv_reads_like_parquet(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\n"hello, world",x\nbye,y\n')
+    data = load_labelled_text(path, text_column="text", label_column="label", labels=["x", "y"])
+    assert data.texts == ["hello, world", "bye"] and list(data.label_ids) == [0, 1]
+
+
+def test_stratified_split_is_deterministic_and_stratified():
+    labels = np.array([0] * 80 + [1] * 20)
+    train_a, val_a = stratified_split(labels, fraction=0.2, seed=3)
+    train_b, val_b = stratified_split(labels, fraction=0.2, seed=3)
+    assert np.array_equal(val_a, val_b) and np.array_equal(train_a, train_b)
+    assert sorted(np.concatenate([train_a, val_a])) == list(range(100))
+    assert np.bincount(labels[val_a]).tolist() == [16, 4]
+
+
+@pytest.mark.parametrize("rows,world,batch", [(101, 2, 8), (96, 2, 16), (7, 3, 2), (50, 1, 50)])
+def test_epoch_shards_cover_every_row_once_with_equal_steps(rows, world, batch):
+    shards = [epoch_batches(rows, epoch=4, seed=0, rank=r, world=world, batch_size=batch) for r in range(world)]
+    seen = np.concatenate([b for shard in shards for b in shard])
+    assert sorted(seen.tolist()) == list(range(rows))
+    assert len({len(s) for s in shards}) == 1
+    assert max(len(b) for s in shards for b in s) <= batch
+    other_epoch = epoch_batches(rows, epoch=5, seed=0, rank=0, world=world, batch_size=batch)
+    assert rows < 10 or not np.array_equal(np.concatenate(other_epoch), np.concatenate(shards[0]))
+
+
+def test_metrics_survive_a_class_absent_from_validation():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.4, 0.5, 0.1]])
+    m = classification_metrics(labels, probs)
+    assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0 and m["auroc"] == 1.0
+
+
+def test_drug_reviews_builder_on_the_real_package(tmp_path):
+    from biomed.datasets import build_drug_reviews
+
+    summary = build_drug_reviews(tmp_path)
+    assert len(summary["labels"]) == 12
+    assert "Bipolar Disorder" in summary["labels"] and "Fibromyalgia" in summary["labels"]
+    assert not any(label.endswith("Disorde") or "</span>" in label for label in summary["labels"])
+    assert (summary["train"]["rows"], summary["test"]["rows"]) == (310, 193)
+    assert summary["train"]["missing_condition"]["count"] == 8
+    table = pq.read_table(tmp_path / "train.parquet")
+    assert set(table.column("condition").to_pylist()) == set(summary["labels"])
+    assert "&#039;" not in " ".join(table.column("review").to_pylist())

@@ -1,0 +1,66 @@
+"""A Ray Train worker killed mid-run: the run restarts from its latest checkpoint and finishes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+from biomed.synthetic import write_planted_text
+from jobs.spec import parse_spec
+from jobs.train import run_name, train
+from jobs.worker import STATE_FILE
+from biomed.data import fingerprint_files
+from tests.conftest import tiny_spec
+
+
+def _epochs_done(metrics_csv: Path) -> int:
+    if not metrics_csv.is_file():
+        return 0
+    with metrics_csv.open() as f:
+        return sum(1 for r in csv.DictReader(f) if r["kind"] == "epoch")
+
+
+def _our_train_workers() -> list[psutil.Process]:
+    # Only processes of the Ray cluster this test session started (its descendants).
+    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if "RayTrainWorker" in " ".join(p.cmdline())]
+
+
+def test_killed_worker_resumes_from_checkpoint(ray_cluster, tmp_path):
+    write_planted_text(tmp_path / "train.parquet", 2400, seed=5)
+    raw = tiny_spec(tmp_path, tmp_path / "runs", failure={"max_failures": 2})
+    raw["data"] = {"train_path": str(tmp_path / "train.parquet")}
+    raw["training"] = {**raw["training"], "epochs": 6}
+    spec = parse_spec(raw)
+    run_dir = Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
+
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=train(spec)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 300
+    while _epochs_done(run_dir / "metrics.csv") < 2:
+        assert runner.is_alive() and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.2)
+    victims = _our_train_workers()
+    assert len(victims) == 2
+    victims[-1].send_signal(signal.SIGKILL)
+    runner.join(timeout=400)
+    assert not runner.is_alive()
+
+    summary = outcome["summary"]
+    assert summary["val_metrics"]["val_accuracy"] > 0.9
+    final = run_dir / "checkpoint_epoch_0006" / STATE_FILE
+    state = torch.load(final, weights_only=True)
+    starts = state["attempt_start_epochs"]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 1, starts
+    # Optimizer steps continue from the checkpoint: each step number appears exactly once.
+    with open(run_dir / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["kind"] == "step"]
+    assert steps == list(range(1, len(steps) + 1))
+    assert state["scheduler"]["last_epoch"] == len(steps)

@@ -1,0 +1,146 @@
+"""Spec validation: every bad input named with its field and value, before any compute."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jobs.spec import JobSpec, SpecError, load_spec, parse_spec
+from tests.conftest import tiny_spec, write_spec
+
+
+def _error(raw: dict) -> str:
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    return str(info.value)
+
+
+def test_valid_spec_fills_labels_and_task_defaults(planted_dir, tmp_path):
+    spec = parse_spec(tiny_spec(planted_dir, tmp_path))
+    assert spec.task.labels == ["cardiac", "hepatic", "renal"]
+    assert (spec.metric, spec.mode) == ("macro_f1", "max")
+    assert spec.data.train_path.startswith("/")
+
+
+def test_unknown_key_is_named(planted_dir, tmp_path):
+    raw = tiny_spec(planted_dir, tmp_path)
+    raw["training"] = {**raw["training"], "epoch": 3}
+    assert "training.epoch: unknown key" in _error(raw)
+
+
+def test_wrong_type_names_field_and_value(planted_dir, tmp_path):
+    raw = tiny_spec(planted_dir, tmp_path)
+    raw["training"] = {**raw["training"], "epochs": "ten"}
+    message = _error(raw)
+    assert "training.epochs" in message and "'ten'" in message
+
+
+def test_out_of_range_value(planted_dir, tmp_path):
+    raw = tiny_spec(planted_dir, tmp_path)
+    raw["training"] = {**raw["training"], "precision": "fp8"}
+    message = _error(raw)
+    assert "training.precision" in message and "'fp8'" in message
+
+
+def test_missing_file_is_named(planted_dir, tmp_path):
+    raw = tiny_spec(planted_dir, tmp_path)
+    raw["data"] = {**raw["data"], "test_path": str(tmp_path / "nope.parquet")}
+    message = _error(raw)
+    assert "data.test_path" in message and "nope.parquet" in message
+
+
+def test_unknown_task(planted_dir, tmp_path):
+    raw = tiny_spec(planted_dir, tmp_path, task={"name": "text_clasification"})
+    message = _error(raw)
+    assert "task.name" in message and "'text_clasification'" in message and "text_classification" in message
+
+
+def test_label_column_absent_from_data(planted_dir, tmp_path):
+    raw = tiny_spec(planted_dir, tmp_path)
+    raw["data"] = {**raw["data"], "label_column": "diagnosis"}
+    message = _error(raw)
+    assert "'diagnosis'" in message and "train.parquet" in message
+
+
+def test_metric_the_task_does_not_produce(planted_dir, tmp_path):
+    raw = tiny_spec(planted_dir, tmp_path, checkpointing={"metric": "rmse"})
+    message = _error(raw)
+    assert "checkpointing.metric 'rmse'" in message and "macro_f1" in message
+
+
+def test_unknown_backbone_and_exclusive_model_source(planted_dir, tmp_path):
+    assert "'bert-huge'" in _error(tiny_spec(planted_dir, tmp_path, model={"backbone": "bert-huge"}))
+    from biomed.models import BACKBONES
+
+    real_folder = str(BACKBONES["all-minilm-l6-v2"].path())
+    assert parse_spec(tiny_spec(planted_dir, tmp_path, model={"path": real_folder})).model.path == real_folder
+    both = tiny_spec(planted_dir, tmp_path, model={"backbone": "tiny-bert", "path": real_folder})
+    assert "exactly one of model.backbone or model.path" in _error(both)
+    assert "exactly one of model.backbone or model.path" in _error(tiny_spec(planted_dir, tmp_path, model={}))
+
+
+def test_model_path_without_safetensors_is_refused(planted_dir, tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "vocab.txt").write_text("[PAD]\n")
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded")
+    message = _error(tiny_spec(planted_dir, tmp_path, model={"path": str(folder)}))
+    assert "model.path" in message and "safetensors" in message
+
+
+def test_run_identity_follows_training_settings_only(planted_dir, tmp_path):
+    from jobs.train import run_name
+
+    base = parse_spec(tiny_spec(planted_dir, tmp_path))
+    same = parse_spec(tiny_spec(planted_dir, tmp_path))
+    changed = parse_spec(tiny_spec(planted_dir, tmp_path, training={**tiny_spec(planted_dir, tmp_path)["training"], "learning_rate": 1e-3}))
+    retries = parse_spec(tiny_spec(planted_dir, tmp_path, failure={"max_failures": 5}))
+    assert run_name(base, "fp") == run_name(same, "fp") == run_name(retries, "fp")
+    assert run_name(changed, "fp") != run_name(base, "fp")
+    assert run_name(base, "other-data") != run_name(base, "fp")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    # Reports whether Ray got imported, to prove validation starts no cluster.
+    code = "import sys; from jobs.cli import main; rc = main(sys.argv[1:]); print('RAY_IMPORTED', 'ray' in sys.modules, file=sys.stderr); sys.exit(rc)"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_validate_ok_and_bad_without_ray(planted_dir, tmp_path):
+    good = write_spec(tmp_path / "good.yaml", tiny_spec(planted_dir, tmp_path))
+    ok = _cli("validate", str(good), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["labels"] == ["cardiac", "hepatic", "renal"]
+    assert "RAY_IMPORTED False" in ok.stderr
+    raw = tiny_spec(planted_dir, tmp_path, task={"name": "text_classification", "labels": ["cardiac", "renal"]})
+    bad = _cli("validate", str(write_spec(tmp_path / "bad.yaml", raw)))
+    assert bad.returncode == 2
+    assert "outside the task's labels" in bad.stderr and "hepatic" in bad.stderr
+
+
+def test_schema_describes_every_field():
+    schema = JobSpec.model_json_schema()
+    defs = schema["$defs"]
+    for model in [schema, *defs.values()]:
+        for name, prop in model.get("properties", {}).items():
+            assert prop.get("description"), f"{model.get('title')}.{name} has no description"
+
+
+def test_shipped_configs_validate(tmp_path, monkeypatch):
+    # Every config under configs/ is a test case; run from a fresh folder with the packaged data
+    # built the way the README does it.
+    from pathlib import Path
+
+    from biomed.datasets import DATASETS
+
+    configs = sorted(Path("configs").resolve().glob("*.yaml"))
+    assert configs
+    monkeypatch.chdir(tmp_path)
+    DATASETS["drug-reviews"](tmp_path / "data" / "drug_reviews")
+    for path in configs:
+        spec = load_spec(path)
+        assert spec.storage_path.startswith(str(tmp_path))
