@@ -63,6 +63,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from jobs.spec import load_spec
+    from jobs.tune import tune_search
+
+    spec = load_spec(args.spec)
+    summary = tune_search(spec, address=args.address, resume=args.resume)
+    _emit(summary, as_json=args.json, human=_print_tune_summary)
+    return 0
+
+
+def _print_tune_summary(s: dict) -> None:
+    best = s["best_trial"]
+    print(f"search {s['experiment']}: {s['num_trials']} trials, {s['num_stopped_early']} stopped early, {s['trial_epochs']} trial-epochs")
+    print(f"  best trial {best['trial_id']} epoch {best['epoch']}: {s['selection']['metric']}={s['selection']['value']:.4f} config={best['config']}")
+    print(f"  registered {s['name']}@{s['registered']['version']} ({'now best' if s['registered']['is_best'] else s['registered']['best_reason']})")
+    if s["test_metrics"]:
+        print("  test: " + " ".join(f"{k}={v:.4f}" for k, v in s["test_metrics"].items()))
+    print(f"  results: {s['results_csv']}  plot: {s['plot_png']}")
+
+
 def _print_train_summary(s: dict) -> None:
     print(f"run {s['run_name']}: registered {s['name']}@{s['registered']['version']} at {s['registered']['path']}")
     print(f"  selected by {s['selection']['metric']} = {s['selection']['value']:.4f}")
@@ -130,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("tune", parents=[json_flag], help="hyperparameter search per the spec's tune: section; registers the best trial")
+    p.add_argument("spec")
+    p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search; finished trials are not rerun")
+    p.set_defaults(func=cmd_tune)
     p = sub.add_parser("models", help="the checkpoint registry")
     models = p.add_subparsers(dest="models_command", required=True)
     m = models.add_parser("list", parents=[json_flag, storage], help="registered models")

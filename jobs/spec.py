@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from biomed.data import SUPPORTED_SUFFIXES, column_names, distinct_labels
 from biomed.models import BACKBONES, check_local_model_dir
 from biomed.tasks import TASKS, get_task
+from jobs.tune_spec import TuneSpec
 
 
 class _Spec(BaseModel):
@@ -136,6 +137,10 @@ class TrainingSpec(_Spec):
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024, description="Micro-batches summed before each optimizer step (gradients sync across workers only on the last).")
     max_seq_length: int = Field(default=128, ge=8, le=8192, description="Tokens per input after truncation; batches are padded to their longest row, not to this.")
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0, description="Hidden and attention dropout of the backbone. Omitted: the backbone's own.")
+    class_weighting: Literal["none", "balanced"] = Field(
+        default="none",
+        description="Loss weights per class: none, or balanced (inverse class frequency in the training split, as in scikit-learn), for skewed label sets.",
+    )
     max_grad_norm: float = Field(default=1.0, gt=0.0, description="Gradient clipping by global norm.")
     eval_batch_size: int = Field(default=64, ge=1, le=4096, description="Examples per forward pass during evaluation.")
     seed: int = Field(default=0, ge=0, description="Seed of model initialisation and data order.")
@@ -171,6 +176,7 @@ class JobSpec(_Spec):
     checkpointing: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Which checkpoints are kept and which is best.")
     failure: FailureSpec = Field(default_factory=FailureSpec, description="Fault tolerance.")
     storage_path: str = Field(default="runs", description="Where runs and the registry live: a local or shared (NFS) folder, visible to every node.")
+    tune: TuneSpec | None = Field(default=None, description="Hyperparameter search run by `biomed tune` (ignored by `biomed train`).")
 
     @field_validator("name")
     @classmethod
@@ -194,6 +200,10 @@ class JobSpec(_Spec):
             raise ValueError(
                 f"checkpointing.metric {metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})"
             )
+        if self.tune is not None:
+            self.tune.check_fields(self.training)
+            if self.tune.metric is not None and self.tune.metric not in task.metric_names:
+                raise ValueError(f"tune.metric {self.tune.metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})")
         if self.task.labels is None:
             labels = distinct_labels(self.data.train_path, self.data.label_column)
             if len(labels) < 2:
@@ -210,8 +220,9 @@ class JobSpec(_Spec):
         return self.checkpointing.mode or get_task(self.task.name).metric_mode(self.metric)
 
     def spec_hash(self) -> str:
-        """sha256 of the settings that change what is trained (failure handling excluded)."""
-        payload = self.model_dump(mode="json", exclude={"failure"})
+        """sha256 of the settings that change what is trained (failure handling and the search
+        section excluded: a trial's spec has its sampled values written into `training`)."""
+        payload = self.model_dump(mode="json", exclude={"failure", "tune"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -222,13 +233,13 @@ class SpecError(ValueError):
 def format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        where = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         got = item.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{where}: {message}{shown}")
+        lines.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
     return "\n".join(lines)
 
 

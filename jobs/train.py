@@ -40,7 +40,7 @@ def _log(message: str) -> None:
     print(f"[biomed] {message}", file=sys.stderr, flush=True)
 
 
-def build_trainer(spec: JobSpec, *, name: str):
+def build_trainer(spec: JobSpec, *, name: str, callbacks: list | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -61,6 +61,7 @@ def build_trainer(spec: JobSpec, *, name: str):
                 checkpoint_score_order=spec.mode,
             ),
             failure_config=FailureConfig(max_failures=spec.failure.max_failures),
+            callbacks=callbacks,
         ),
     )
 
@@ -92,6 +93,37 @@ def score_test(spec: JobSpec, splits: Splits, model_dir: Path) -> dict:
     }
 
 
+def score_and_register(
+    spec: JobSpec, splits: Splits, *, ckpt_dir: Path, val_metrics: dict, fingerprint: str, name: str, lineage: dict | None = None
+) -> dict:
+    """Score a selected checkpoint on the test set beside the baseline and register it."""
+    test = score_test(spec, splits, ckpt_dir / MODEL_DIR)
+    key = f"val_{spec.metric}"
+    record = {
+        "task": spec.task.name,
+        "labels": spec.task.labels,
+        "spec_hash": spec.spec_hash(),
+        "data_fingerprint": fingerprint,
+        "run_name": name,
+        "run_path": str(Path(spec.storage_path) / name),
+        "source_checkpoint": str(ckpt_dir),
+        "val_metrics": {k: v for k, v in val_metrics.items() if k.startswith("val_")},
+        "test_metrics": test.get("model"),
+        "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
+        "spec": spec.model_dump(mode="json"),
+        **(lineage or {}),
+    }
+    selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}
+    entry = registry_for(spec.storage_path).register(name=spec.name, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection)
+    return {
+        "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"], "best_reason": entry.get("best_reason")},
+        "selection": selection,
+        "val_metrics": record["val_metrics"],
+        "test_metrics": record["test_metrics"],
+        "baseline_test_metrics": record["baseline_test_metrics"],
+    }
+
+
 def train(spec: JobSpec, *, address: str | None = None) -> dict:
     """Fine-tune per the spec on Ray Train, register the best checkpoint, return a summary."""
     started = time.perf_counter()
@@ -99,42 +131,32 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     fingerprint = fingerprint_files(spec.data.files())
     name = run_name(spec, fingerprint)
     run_dir = Path(spec.storage_path) / name
+    connecting = time.perf_counter()
     resources = connect(address=address)
     _log(f"run {name} → {run_dir} on {resources}")
+    fitting = time.perf_counter()
     try:
         result = build_trainer(spec, name=name).fit()
     except ray.train.TrainingFailedError as error:
         raise TrainingFailed(f"run {name} failed after {spec.failure.max_failures} retries: {error}") from error
+    fitted = time.perf_counter()
     ckpt_dir, val_metrics = best_checkpoint(result, spec)
     _log(f"best checkpoint {ckpt_dir.name} (val_{spec.metric}={val_metrics[f'val_{spec.metric}']:.4f}); scoring the test set")
-    test = score_test(spec, splits, ckpt_dir / MODEL_DIR)
     curve_png = plot_learning_curve(run_dir / METRICS_FILE, run_dir / "learning_curve.png")
-    record = {
-        "task": spec.task.name,
-        "labels": spec.task.labels,
-        "spec_hash": spec.spec_hash(),
-        "data_fingerprint": fingerprint,
-        "run_name": name,
-        "run_path": str(run_dir),
-        "source_checkpoint": str(ckpt_dir),
-        "val_metrics": {k: v for k, v in val_metrics.items() if k.startswith("val_")},
-        "test_metrics": test.get("model"),
-        "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
-        "spec": spec.model_dump(mode="json"),
-    }
-    selection = {"metric": f"val_{spec.metric}", "mode": spec.mode, "value": val_metrics[f"val_{spec.metric}"]}
-    entry = registry_for(spec.storage_path).register(name=spec.name, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection)
+    outcome = score_and_register(spec, splits, ckpt_dir=ckpt_dir, val_metrics=val_metrics, fingerprint=fingerprint, name=name)
     return {
         "name": spec.name,
         "run_name": name,
         "run_path": str(run_dir),
-        "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"]},
-        "selection": selection,
-        "val_metrics": record["val_metrics"],
-        "test_metrics": test.get("model"),
-        "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
+        **outcome,
         "data": splits.report,
         "metrics_csv": str(run_dir / METRICS_FILE),
         "learning_curve_png": str(curve_png) if curve_png else None,
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "timing_s": {
+            "validate_data": round(connecting - started, 3),
+            "connect": round(fitting - connecting, 3),
+            "fit": round(fitted - fitting, 3),
+            "score_and_register": round(time.perf_counter() - fitted, 3),
+            "total": round(time.perf_counter() - started, 3),
+        },
     }

@@ -33,7 +33,7 @@ from jobs.splits import load_splits
 STATE_FILE = "training_state.pt"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.csv"
-CURVE_FIELDS = ("kind", "epoch", "step", "train_loss", "learning_rate", "val_metric", "value")
+CURVE_FIELDS = ("kind", "epoch", "step", "train_loss", "learning_rate", "val_metric", "value", "samples_per_s", "epoch_seconds", "checkpoint_seconds")
 
 
 def epoch_batches(num_rows: int, *, epoch: int, seed: int, rank: int, world: int, batch_size: int) -> list[np.ndarray]:
@@ -63,6 +63,14 @@ def _optimizer(model: torch.nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=spec.training.learning_rate)
+
+
+def _class_weights(label_ids: np.ndarray, num_classes: int, scheme: str) -> torch.Tensor | None:
+    if scheme == "none":
+        return None
+    counts = np.bincount(label_ids, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, label_ids.size / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def _gather(obj, world: int) -> list:
@@ -98,6 +106,28 @@ def _write_curve(run_dir: Path, curve: list[dict]) -> None:
     tmp.replace(run_dir / METRICS_FILE)
 
 
+def _report_with_checkpoint(spec: JobSpec, model, tokenizer, *, metrics: dict, val_scores: dict, state: dict) -> None:
+    epoch = state["epoch"]
+    metadata = {
+        "task": spec.task.name,
+        "labels": spec.task.labels,
+        "max_seq_length": spec.training.max_seq_length,
+        "text_column": spec.data.text_column,
+        "name": spec.name,
+        "epoch": epoch,
+        "val_metrics": val_scores,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model_checkpoint(model, tokenizer, Path(tmp) / MODEL_DIR, metadata)
+        torch.save(state, Path(tmp) / STATE_FILE)
+        # Named by epoch, not time: a redone epoch overwrites the orphan of a lost report.
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}",
+        )
+
+
 def _progress(message: str) -> None:
     # Ray Train patches print() to tee into its logger as well, which doubles every line in the
     # driver's output; writing to the stream directly shows it once.
@@ -121,6 +151,7 @@ def _load_state(checkpoint: ray.train.Checkpoint, model, optimizer, scheduler, s
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str}."""
+    entered = time.perf_counter()
     spec = JobSpec.model_validate(config["spec"])
     run_dir = Path(config["run_dir"])
     from transformers import get_linear_schedule_with_warmup
@@ -138,12 +169,15 @@ def train_loop_per_worker(config: dict) -> None:
     train_ids = encode_texts(tokenizer, splits.train.texts, max_length=t.max_seq_length)
     val_ids = encode_texts(tokenizer, splits.validation.texts, max_length=t.max_seq_length)
     train_labels = torch.from_numpy(splits.train.label_ids)
+    class_weights = _class_weights(splits.train.label_ids, len(labels), t.class_weighting)
     pad_id = tokenizer.pad_token_id
 
     model = build_classifier(
         backbone=spec.model.backbone, path=spec.model.path, labels=labels, dropout=t.dropout, vocab_size=len(tokenizer)
     )
     model = ray.train.torch.prepare_model(model)
+    if class_weights is not None:
+        class_weights = class_weights.to(device)
     core = model.module if hasattr(model, "module") else model
 
     steps_per_epoch = len(epoch_batches(len(train_ids), epoch=0, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker))
@@ -162,11 +196,12 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:
             _progress(f"resuming {run_dir.name} from the checkpoint of epoch {start_epoch}")
     attempt_starts = attempt_starts + [start_epoch]
+    setup_seconds = time.perf_counter() - entered
 
     for epoch in range(start_epoch, t.epochs):
         model.train()
         batches = epoch_batches(len(train_ids), epoch=epoch, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker)
-        loss_sum, seen = torch.zeros(2, dtype=torch.float64), 0
+        loss_sum = torch.zeros(2, dtype=torch.float64)
         started = time.perf_counter()
         for step, rows in enumerate(batches):
             last_micro = (step + 1) % t.gradient_accumulation_steps == 0 or step == len(batches) - 1
@@ -178,10 +213,9 @@ def train_loop_per_worker(config: dict) -> None:
             with sync:
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = model(**batch).logits
-                loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets, weight=class_weights)
                 scaler.scale(loss / t.gradient_accumulation_steps).backward()
             loss_sum += torch.tensor([loss.item() * len(rows), len(rows)], dtype=torch.float64)
-            seen += len(rows)
             if last_micro:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
@@ -210,36 +244,27 @@ def train_loop_per_worker(config: dict) -> None:
             "train_samples_per_s": float(loss_sum[1]) / max(train_seconds, 1e-9),
             "train_seconds": train_seconds,
             "learning_rate": scheduler.get_last_lr()[0],
+            # Time in this function before the first epoch of this attempt (data, tokenizer, model).
+            "setup_seconds": setup_seconds,
         }
 
         if rank == 0:
-            curve.append({"kind": "epoch", "epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_metric": spec.metric, "value": scores[spec.metric]})
-            with tempfile.TemporaryDirectory() as tmp:
-                metadata = {
-                    "task": spec.task.name,
-                    "labels": labels,
-                    "max_seq_length": t.max_seq_length,
-                    "text_column": spec.data.text_column,
-                    "name": spec.name,
-                    "epoch": epoch + 1,
-                    "val_metrics": scores,
-                }
-                save_model_checkpoint(core, tokenizer, Path(tmp) / MODEL_DIR, metadata)
-                state = {
-                    "epoch": epoch + 1,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "curve": curve,
-                    "attempt_start_epochs": attempt_starts,
-                }
-                torch.save(state, Path(tmp) / STATE_FILE)
-                # Named by epoch, not time: a redone epoch overwrites the orphan of a lost report.
-                ray.train.report(
-                    metrics,
-                    checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                    checkpoint_dir_name=f"checkpoint_epoch_{epoch + 1:04d}",
-                )
+            curve.append({
+                "kind": "epoch", "epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_metric": spec.metric,
+                "value": scores[spec.metric], "samples_per_s": round(metrics["train_samples_per_s"], 3),
+                "epoch_seconds": round(time.perf_counter() - started, 4),
+            })
+            reporting = time.perf_counter()
+            state = {
+                "epoch": epoch + 1,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "curve": curve,
+                "attempt_start_epochs": attempt_starts,
+            }
+            _report_with_checkpoint(spec, core, tokenizer, metrics=metrics, val_scores=scores, state=state)
+            curve[-1]["checkpoint_seconds"] = round(time.perf_counter() - reporting, 4)
             _write_curve(run_dir, curve)
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
             _progress(f"epoch {epoch + 1}/{t.epochs} train_loss={train_loss:.4f} {shown} ({metrics['train_samples_per_s']:.1f} samples/s)")

@@ -1,0 +1,189 @@
+"""Hyperparameter search: Ray Tune around Ray Train runs, best trial promoted to the registry.
+
+Each trial is a function trainable that builds a TorchTrainer for the spec with the trial's
+values written into `training`, reporting every epoch through TuneReportCallback (so ASHA can
+stop it). A trial's Train run name comes from its spec, so a restored search resumes each
+unfinished trial from that trial's own latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from biomed.data import fingerprint_files
+from cluster.connect import connect
+from jobs.errors import TrainingFailed
+from jobs.spec import JobSpec
+from jobs.splits import load_splits
+from jobs.train import build_trainer, run_name, score_and_register
+from jobs.tune_report import trial_rows, write_results
+
+METRIC_CHECKPOINT_KEY = "checkpoint_path"
+TRIAL_DRIVER_MEMORY_BYTES = 512 * 1024**2
+
+
+def experiment_name(spec: JobSpec, data_fingerprint: str) -> str:
+    """Deterministic from the spec including its search section, and the data."""
+    payload = json.dumps({"spec": spec.spec_hash(), "tune": spec.tune.model_dump(mode="json"), "data": data_fingerprint}, sort_keys=True)
+    return f"{spec.name}-tune-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def trial_spec(spec: JobSpec, params: dict) -> JobSpec:
+    """The spec a trial trains: sampled values in `training`, checkpoints kept by the search metric."""
+    raw = spec.model_dump(mode="json")
+    raw["training"].update({k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()})
+    raw["checkpointing"].update({"metric": _metric(spec), "mode": _mode(spec)})
+    raw["tune"] = None
+    return JobSpec.model_validate(raw)
+
+
+def _metric(spec: JobSpec) -> str:
+    return spec.tune.metric or spec.metric
+
+
+def _mode(spec: JobSpec) -> str:
+    if spec.tune.mode:
+        return spec.tune.mode
+    from biomed.tasks import get_task
+
+    return get_task(spec.task.name).metric_mode(_metric(spec))
+
+
+def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str) -> None:
+    """Tune function trainable: one Ray Train run per trial."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    spec = trial_spec(JobSpec.model_validate(spec_dict), params)
+    build_trainer(spec, name=run_name(spec, data_fingerprint), callbacks=[TuneReportCallback()]).fit()
+
+
+def _max_epochs(spec: JobSpec) -> int:
+    t = spec.tune
+    if t.scheduler.max_epochs is not None:
+        return t.scheduler.max_epochs
+    epochs = t.search_space.get("epochs")
+    return max(epochs.extremes()) if epochs is not None else spec.training.epochs
+
+
+def _search_alg(spec: JobSpec):
+    t = spec.tune
+    if t.search_algorithm == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=t.seed))
+    from ray.tune.search import BasicVariantGenerator
+
+    # A seeded generator samples the same configurations on a rerun, so trial run names repeat.
+    return BasicVariantGenerator(random_state=t.seed)
+
+
+def _scheduler(spec: JobSpec):
+    s = spec.tune.scheduler
+    if s.type == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", max_t=_max_epochs(spec), grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+
+
+def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool):
+    from ray import tune
+
+    trainable = tune.with_parameters(run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint)
+    # The trial function only drives a Train run whose workers hold the CPUs/GPUs; reserving a CPU
+    # for it would hold a core idle per trial. Tune refuses an empty request, so it reserves the
+    # memory the driver process really uses instead.
+    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY_BYTES})
+    path = Path(spec.storage_path) / name
+    if resume and tune.Tuner.can_restore(str(path)):
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    t = spec.tune
+    return tune.Tuner(
+        trainable,
+        param_space={k: d.to_tune() for k, d in t.search_space.items()},
+        tune_config=tune.TuneConfig(
+            metric=f"val_{_metric(spec)}",
+            mode=_mode(spec),
+            num_samples=t.num_samples,
+            max_concurrent_trials=t.max_concurrent_trials,
+            search_alg=_search_alg(spec),
+            scheduler=_scheduler(spec),
+            time_budget_s=t.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=spec.storage_path,
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+        ),
+    )
+
+
+def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = False) -> dict:
+    """Run (or resume) the spec's search, register the best trial's best checkpoint, summarise."""
+    if spec.tune is None:
+        raise ValueError("the spec has no tune: section (see `biomed schema`)")
+    started = time.perf_counter()
+    splits = load_splits(spec)
+    fingerprint = fingerprint_files(spec.data.files())
+    name = experiment_name(spec, fingerprint)
+    exp_dir = Path(spec.storage_path) / name
+    if not resume and exp_dir.exists():
+        raise ValueError(f"search {name} already exists at {exp_dir}: pass --resume to continue it")
+    connect(address=address)
+    print(f"[biomed] search {name} → {exp_dir}", file=sys.stderr, flush=True)
+    results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume).fit()
+    rows = trial_rows(results, spec)
+    if not rows:
+        raise TrainingFailed(f"search {name}: no trial reported a result ({[str(r.error) for r in results if r.error]})")
+    key, mode = f"val_{_metric(spec)}", _mode(spec)
+    finite = [r for r in rows if r.get(METRIC_CHECKPOINT_KEY) and not math.isnan(r[key])]
+    sign = 1.0 if mode == "max" else -1.0
+    best = max(finite, key=lambda r: (sign * r[key], r["epoch"]))  # ties go to the later epoch
+    best_spec = trial_spec(spec, best["config"])
+    outputs = write_results(rows, exp_dir, metric=key)
+    lineage = {"search": {"experiment": name, "path": str(exp_dir), "trial_id": best["trial_id"], "config": best["config"], "num_trials": len({r["trial_id"] for r in rows})}}
+    outcome = score_and_register(
+        best_spec, splits, ckpt_dir=Path(best[METRIC_CHECKPOINT_KEY]), val_metrics=best, fingerprint=fingerprint,
+        name=run_name(best_spec, fingerprint), lineage=lineage,
+    )
+    trials = _trial_summaries(rows, key)
+    return {
+        "name": spec.name,
+        "experiment": name,
+        "experiment_path": str(exp_dir),
+        "best_trial": {"trial_id": best["trial_id"], "config": best["config"], "epoch": best["epoch"], key: best[key], "checkpoint": best[METRIC_CHECKPOINT_KEY]},
+        **outcome,
+        "trials": trials,
+        "num_trials": len(trials),
+        "num_stopped_early": sum(t["stopped_early"] for t in trials),
+        "trial_epochs": sum(t["epochs_run"] for t in trials),
+        **outputs,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _trial_summaries(rows: list[dict], key: str) -> list[dict]:
+    by_trial: dict[str, list[dict]] = {}
+    for r in rows:
+        by_trial.setdefault(r["trial_id"], []).append(r)
+    out = []
+    for trial_id, trial in sorted(by_trial.items()):
+        last = max(trial, key=lambda r: r["epoch"])
+        out.append({
+            "trial_id": trial_id,
+            "config": last["config"],
+            "epochs_run": len({r["epoch"] for r in trial}),
+            "planned_epochs": last["planned_epochs"],
+            "stopped_early": last["epoch"] < last["planned_epochs"],
+            f"last_{key}": last[key],
+            "status": last["status"],
+        })
+    return out

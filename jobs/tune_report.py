@@ -1,0 +1,70 @@
+"""Search results as a table (Parquet + CSV) and a plot of the metric per epoch per trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from jobs.spec import JobSpec
+
+REPORTED = ("epoch", "train_loss", "val_accuracy", "val_macro_f1", "val_auroc", "val_loss", "train_seconds", "checkpoint_path")
+
+
+def trial_rows(results, spec: JobSpec) -> list[dict]:
+    """One row per (trial, reported epoch) from a Tune ResultGrid."""
+    from jobs.tune import _max_epochs
+
+    max_epochs = _max_epochs(spec) if spec.tune.scheduler.type == "asha" else None
+    rows = []
+    for result in results:
+        frame = result.metrics_dataframe
+        if frame is None or frame.empty:
+            continue
+        config = dict(result.config or {})
+        planned = int(config.get("epochs", spec.training.epochs))
+        if max_epochs is not None:
+            planned = min(planned, max_epochs)
+        status = "ERROR" if result.error is not None else "TERMINATED"
+        trial_id = str(frame["trial_id"].iloc[-1])
+        # A resumed trial reports some epochs again; keep the last report of each epoch.
+        for record in frame.drop_duplicates(subset="epoch", keep="last").to_dict("records"):
+            row = {k: record.get(k) for k in REPORTED if k in record}
+            row.update({"trial_id": trial_id, "status": status, "config": config, "planned_epochs": planned, "epoch": int(record["epoch"])})
+            rows.append(row)
+    return rows
+
+
+def write_results(rows: list[dict], exp_dir: Path, *, metric: str) -> dict:
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    flat = [{**{k: v for k, v in r.items() if k != "config"}, "config": json.dumps(r["config"], sort_keys=True)} for r in rows]
+    table = pa.Table.from_pylist(flat)
+    pq.write_table(table, exp_dir / "trials.parquet")
+    pa_csv.write_csv(table, exp_dir / "trials.csv")
+    png = plot_trials(rows, exp_dir / "trials.png", metric=metric)
+    return {"results_parquet": str(exp_dir / "trials.parquet"), "results_csv": str(exp_dir / "trials.csv"), "plot_png": str(png)}
+
+
+def plot_trials(rows: list[dict], out_png: Path, *, metric: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for trial_id in sorted({r["trial_id"] for r in rows}):
+        trial = sorted((r for r in rows if r["trial_id"] == trial_id), key=lambda r: r["epoch"])
+        stopped = trial[-1]["epoch"] < trial[-1]["planned_epochs"]
+        label = f"{trial_id}{' (stopped early)' if stopped else ''}"
+        ax.plot([r["epoch"] for r in trial], [r[metric] for r in trial], "o--" if stopped else "o-", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(out_png.parent.name)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
