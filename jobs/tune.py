@@ -72,17 +72,37 @@ def _max_epochs(spec: JobSpec) -> int:
     return max(epochs.extremes()) if epochs is not None else spec.training.epochs
 
 
-def _search_alg(spec: JobSpec):
+def _spec_point(spec: JobSpec) -> list[dict] | None:
+    t = spec.tune
+    if not t.include_spec_values or t.search_algorithm == "grid":
+        return None
+    point = {k: getattr(spec.training, k) for k in t.search_space if getattr(spec.training, k) is not None}
+    return [point] if point else None
+
+
+def _search_alg(spec: JobSpec, concurrency: int):
     t = spec.tune
     if t.search_algorithm == "optuna":
         import optuna
+        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=t.seed))
+        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=t.seed), points_to_evaluate=_spec_point(spec))
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrency)
     from ray.tune.search import BasicVariantGenerator
 
     # A seeded generator samples the same configurations on a rerun, so trial run names repeat.
-    return BasicVariantGenerator(random_state=t.seed)
+    # Tune ignores TuneConfig.max_concurrent_trials for a generator instance: it takes its own.
+    return BasicVariantGenerator(random_state=t.seed, max_concurrent=concurrency, points_to_evaluate=_spec_point(spec))
+
+
+def trial_concurrency(spec: JobSpec, cluster_cpus: float, cluster_gpus: float) -> int:
+    """Concurrent trials that fit the cluster: a trial whose workers cannot start in time fails."""
+    s = spec.scaling
+    fits = int(cluster_cpus // (s.num_workers * s.cpus_per_worker))
+    if s.use_gpu:
+        fits = min(fits, int(cluster_gpus // (s.num_workers * s.gpus_per_worker)))
+    return max(1, min(spec.tune.max_concurrent_trials, fits))
 
 
 def _scheduler(spec: JobSpec):
@@ -94,7 +114,7 @@ def _scheduler(spec: JobSpec):
     return ASHAScheduler(time_attr="training_iteration", max_t=_max_epochs(spec), grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
-def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool):
+def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool, concurrency: int):
     from ray import tune
 
     trainable = tune.with_parameters(run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint)
@@ -113,8 +133,7 @@ def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool
             metric=f"val_{_metric(spec)}",
             mode=_mode(spec),
             num_samples=t.num_samples,
-            max_concurrent_trials=t.max_concurrent_trials,
-            search_alg=_search_alg(spec),
+            search_alg=_search_alg(spec, concurrency),
             scheduler=_scheduler(spec),
             time_budget_s=t.time_budget_s,
         ),
@@ -137,9 +156,12 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     exp_dir = Path(spec.storage_path) / name
     if not resume and exp_dir.exists():
         raise ValueError(f"search {name} already exists at {exp_dir}: pass --resume to continue it")
-    connect(address=address)
+    resources = connect(address=address)
+    concurrency = trial_concurrency(spec, resources["num_cpus"], resources["num_gpus"])
+    if concurrency < spec.tune.max_concurrent_trials:
+        print(f"[biomed] running {concurrency} trials at a time, not {spec.tune.max_concurrent_trials}: that is what {resources} fits", file=sys.stderr, flush=True)
     print(f"[biomed] search {name} → {exp_dir}", file=sys.stderr, flush=True)
-    results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume).fit()
+    results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency).fit()
     rows = trial_rows(results, spec)
     if not rows:
         raise TrainingFailed(f"search {name}: no trial reported a result ({[str(r.error) for r in results if r.error]})")

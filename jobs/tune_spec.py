@@ -6,6 +6,7 @@ choice is validated against that field's own rules before any trial starts.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -85,6 +86,10 @@ class TuneSpec(_Spec):
     metric: str | None = Field(default=None, description="Validation metric to optimise. Omitted: the spec's checkpointing metric.")
     mode: Literal["max", "min"] | None = Field(default=None, description="Omitted: the metric's natural direction.")
     seed: int = Field(default=0, ge=0, description="Seed of the search algorithm.")
+    include_spec_values: bool = Field(
+        default=True,
+        description="Run the spec's own training values as the first trial (Tune's points_to_evaluate), so the search never ends worse than the hand-set config on its metric. Not with grid search.",
+    )
 
     @model_validator(mode="after")
     def _algorithm_fits_space(self) -> "TuneSpec":
@@ -93,6 +98,8 @@ class TuneSpec(_Spec):
             raise ValueError(f"search_algorithm 'grid' needs every search_space key to be a grid, got {kinds}")
         if self.search_algorithm == "optuna" and any(k == "grid" for k in kinds.values()):
             raise ValueError(f"search_algorithm 'optuna' cannot take grid keys (use choice), got {kinds}")
+        if self.search_algorithm == "optuna" and importlib.util.find_spec("optuna") is None:
+            raise ValueError("search_algorithm 'optuna' needs the optuna package: pip install 'biomed-ray[tune]' (or pip install optuna)")
         return self
 
     def check_fields(self, training: BaseModel) -> None:

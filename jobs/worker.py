@@ -24,7 +24,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from biomed.checkpoint import save_model_checkpoint
-from biomed.models import build_classifier, load_tokenizer
+from biomed.models import build_classifier, is_head_parameter, load_tokenizer
 from biomed.tasks import get_task
 from biomed.text import collate, encode_texts, length_sorted_batches
 from jobs.spec import JobSpec
@@ -53,16 +53,23 @@ def _dtype(precision: str) -> torch.dtype | None:
 
 
 def _optimizer(model: torch.nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    t = spec.training
+    groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": spec.training.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=spec.training.learning_rate)
+        decays = not (param.ndim < 2 or "LayerNorm" in name or "bias" in name)
+        groups.setdefault((is_head_parameter(name), decays), []).append(param)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": (t.head_learning_rate or t.learning_rate) if head else t.learning_rate,
+                "weight_decay": t.weight_decay if decays else 0.0,
+            }
+            for (head, decays), params in sorted(groups.items())
+        ]
+    )
 
 
 def _class_weights(label_ids: np.ndarray, num_classes: int, scheme: str) -> torch.Tensor | None:
@@ -243,6 +250,7 @@ def train_loop_per_worker(config: dict) -> None:
             **{f"val_{k}": v for k, v in scores.items()},
             "train_samples_per_s": float(loss_sum[1]) / max(train_seconds, 1e-9),
             "train_seconds": train_seconds,
+            "epoch_seconds": time.perf_counter() - started,
             "learning_rate": scheduler.get_last_lr()[0],
             # Time in this function before the first epoch of this attempt (data, tokenizer, model).
             "setup_seconds": setup_seconds,

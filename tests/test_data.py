@@ -68,3 +68,23 @@ def test_drug_reviews_builder_on_the_real_package(tmp_path):
     table = pq.read_table(tmp_path / "train.parquet")
     assert set(table.column("condition").to_pylist()) == set(summary["labels"])
     assert "&#039;" not in " ".join(table.column("review").to_pylist())
+
+
+def test_head_gets_its_own_learning_rate_and_norms_no_decay(planted_dir, tmp_path):
+    from biomed.models import build_classifier
+    from jobs.spec import parse_spec
+    from jobs.worker import _optimizer
+    from tests.conftest import tiny_spec
+
+    raw = tiny_spec(planted_dir, tmp_path)
+    raw["training"] = {**raw["training"], "learning_rate": 1e-4, "head_learning_rate": 1e-2, "weight_decay": 0.05}
+    model = build_classifier(backbone="tiny-bert", path=None, labels=["a", "b", "c"], dropout=None, vocab_size=30522)
+    optimizer = _optimizer(model, parse_spec(raw))
+    by_id = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert by_id[id(params["classifier.weight"])]["lr"] == 1e-2
+    assert by_id[id(params["classifier.weight"])]["weight_decay"] == 0.05
+    assert by_id[id(params["classifier.bias"])]["weight_decay"] == 0.0
+    assert by_id[id(params["bert.encoder.layer.0.attention.self.query.weight"])]["lr"] == 1e-4
+    assert by_id[id(params["bert.embeddings.LayerNorm.weight"])]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(params)

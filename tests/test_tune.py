@@ -1,0 +1,133 @@
+"""Hyperparameter search: validation, ASHA on real Ray Train trials, promotion, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jobs.registry import Registry
+from jobs.spec import SpecError, parse_spec
+from tests.conftest import tiny_spec, write_spec
+
+
+def _tune_spec(data_dir: Path, storage: Path, **tune) -> dict:
+    raw = tiny_spec(data_dir, storage, name="planted-search", scaling={"num_workers": 1})
+    raw["training"] = {**raw["training"], "epochs": 4}
+    raw["tune"] = {
+        "search_space": {"learning_rate": {"loguniform": [3e-5, 5e-3]}, "dropout": {"uniform": [0.0, 0.2]}},
+        "num_samples": 4,
+        "max_concurrent_trials": 2,
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        **tune,
+    }
+    return raw
+
+
+@pytest.mark.parametrize(
+    "search_space,expected",
+    [
+        ({"learning_rate": {"loguniform": [0.0, 1e-3]}}, "loguniform needs low > 0"),
+        ({"learning_rate": {"uniform": [1e-3, 1e-4]}}, "needs low < high"),
+        ({"dropout": {"uniform": [0.0, 1.5]}}, "tune.search_space.dropout: value 1.5 is invalid"),
+        ({"batch_size_per_worker": {"choice": [8, 0]}}, "value 0 is invalid for training.batch_size_per_worker"),
+        ({"lr": {"choice": [1e-3]}}, "'lr' is not a training field"),
+        ({"epochs": {"choice": [2], "randint": [1, 3]}}, "give exactly one of"),
+        ({"epochs": {"normal": [1, 3]}}, "tune.search_space.epochs.normal: unknown key"),
+    ],
+)
+def test_invalid_search_space_fails_validation(planted_dir, tmp_path, search_space, expected):
+    raw = _tune_spec(planted_dir, tmp_path)
+    raw["tune"]["search_space"] = search_space
+    with pytest.raises(SpecError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        parse_spec(raw)
+
+
+def test_search_algorithm_must_fit_the_space(planted_dir, tmp_path):
+    raw = _tune_spec(planted_dir, tmp_path, search_algorithm="grid")
+    with pytest.raises(SpecError, match="'grid' needs every search_space key to be a grid"):
+        parse_spec(raw)
+    raw = _tune_spec(planted_dir, tmp_path, search_algorithm="optuna")
+    raw["tune"]["search_space"] = {"learning_rate": {"grid": [1e-3, 1e-4]}}
+    with pytest.raises(SpecError, match="'optuna' cannot take grid keys"):
+        parse_spec(raw)
+
+
+def test_missing_optuna_is_a_clear_validation_error(planted_dir, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    with pytest.raises(SpecError, match="needs the optuna package: pip install"):
+        parse_spec(_tune_spec(planted_dir, tmp_path, search_algorithm="optuna"))
+
+
+def test_asha_search_stops_weak_trials_and_promotes_the_best(ray_cluster, planted_dir, tmp_path):
+    from jobs.tune import tune_search
+
+    spec = parse_spec(_tune_spec(planted_dir, tmp_path / "runs"))
+    summary = tune_search(spec)
+
+    assert summary["num_trials"] == 4
+    assert summary["num_stopped_early"] >= 1
+    assert summary["trial_epochs"] < 4 * 4
+    with open(summary["results_csv"]) as f:
+        rows = list(csv.DictReader(f))
+    best_value = max(float(r["val_macro_f1"]) for r in rows)
+    assert summary["selection"]["value"] == pytest.approx(best_value)
+    assert summary["best_trial"]["val_macro_f1"] == pytest.approx(best_value)
+    entry = Registry(root=tmp_path / "runs" / "registry").get("planted-search")
+    assert entry["selection"]["value"] == pytest.approx(best_value)
+    assert entry["search"]["trial_id"] == summary["best_trial"]["trial_id"]
+    assert entry["search"]["config"] == summary["best_trial"]["config"]
+    assert Path(summary["plot_png"]).stat().st_size > 10_000
+    assert Path(summary["results_parquet"]).is_file()
+
+
+def _finished_trial_runs(storage: Path, epochs: int) -> dict[str, float]:
+    """Train run folders of trials whose every epoch is in metrics.csv → that file's mtime."""
+    done = {}
+    for metrics in storage.glob("planted-search-*/metrics.csv"):
+        with metrics.open() as f:
+            if sum(1 for r in csv.DictReader(f) if r["kind"] == "epoch") == epochs:
+                done[metrics.parent.name] = metrics.stat().st_mtime
+    return done
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(planted_dir, tmp_path):
+    raw = _tune_spec(planted_dir, tmp_path / "runs", max_concurrent_trials=1, num_samples=3, scheduler={"type": "none"})
+    raw["training"] = {**raw["training"], "epochs": 3}
+    spec_path = write_spec(tmp_path / "spec.yaml", raw)
+    command = [sys.executable, "-m", "jobs.cli", "tune", str(spec_path), "--json"]
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 400
+    while not _finished_trial_runs(tmp_path / "runs", 3):
+        assert first.poll() is None and time.monotonic() < deadline, "search ended before it could be interrupted"
+        time.sleep(0.5)
+    family = psutil.Process(first.pid).children(recursive=True)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    for proc in family:  # the embedded Ray it started, and nothing else
+        if proc.is_running():
+            proc.kill()
+    finished_before = _finished_trial_runs(tmp_path / "runs", 3)
+    assert 1 <= len(finished_before) < 3
+
+    refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    resumed = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["num_trials"] == 3
+    after = _finished_trial_runs(tmp_path / "runs", 3)
+    assert len(after) == 3
+    for run, mtime in finished_before.items():
+        assert after[run] == mtime, f"finished trial {run} was rerun"
