@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -76,10 +77,19 @@ def plain_loop(spec) -> list[float]:
     return rates
 
 
-def service_job(spec) -> dict:
+def service_job(spec, *, env: dict) -> dict:
     from jobs.train import train
 
-    summary = train(spec)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        summary = train(spec)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     with open(Path(summary["run_path"]) / "metrics.csv") as f:
         epochs = [r for r in csv.DictReader(f) if r["kind"] == "epoch"]
     epoch_s = sum(float(r["epoch_seconds"]) for r in epochs)
@@ -111,8 +121,13 @@ def main() -> None:
         started = time.perf_counter()
         connect()
         cluster_start_s = time.perf_counter() - started
-        # Distinct seeds make distinct run names: every job starts from scratch.
-        jobs = [service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=1 + i))) for i in range(args.jobs)]
+        # Distinct seeds make distinct run names: every job starts from scratch. The first job runs
+        # with Ray Train's stock controller poll interval (2 s), the others with the service's.
+        from cluster.connect import TRAIN_DRIVER_ENV
+
+        stock_env = {k: "2.0" for k in TRAIN_DRIVER_ENV}
+        stock = service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=100)), env=stock_env)
+        jobs = [service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=1 + i)), env={}) for i in range(args.jobs)]
 
     plain = statistics.median(plain_rates[1:])
     service = statistics.median([r for job in jobs for r in job["samples_per_s"][1:]])
@@ -124,12 +139,14 @@ def main() -> None:
         "steady_state_ratio": round(service / plain, 3),
         "cluster_start_s": round(cluster_start_s, 2),
         "per_job_fixed_s": [job["fixed_s"] for job in jobs],
+        "per_job_fixed_s_stock_poll_interval": stock["fixed_s"],
         "per_job_checkpoint_s": [job["checkpoint_s"] for job in jobs],
         "per_job_fit_s": [job["fit_s"] for job in jobs],
     }
     print(f"plain PyTorch loop      {plain:8.1f} samples/s (median of epochs 2..{args.epochs})")
     print(f"service, 1 Ray worker   {service:8.1f} samples/s  ratio {service / plain:.3f}")
     print(f"cluster start (ray.init)      {cluster_start_s:6.2f} s")
+    print(f"job 0 (stock 2 s poll): fit {stock['fit_s']:.2f} s = epochs {stock['epochs_s']:.2f} s + checkpoints {stock['checkpoint_s']:.2f} s + fixed {stock['fixed_s']:.2f} s")
     for i, job in enumerate(jobs, 1):
         print(f"job {i}: fit {job['fit_s']:.2f} s = epochs {job['epochs_s']:.2f} s + checkpoints {job['checkpoint_s']:.2f} s + fixed {job['fixed_s']:.2f} s")
     print(json.dumps(figures))

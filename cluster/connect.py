@@ -17,12 +17,20 @@ WORKER_ENV = {
 }
 
 
+# Ray Train V2's controller polls its workers every 2 s by default, so every state change (workers
+# up, training finished) waits up to 2 s; 0.5 s cuts that per-job latency at the cost of a few
+# more small RPCs. Propagated from the driver's environment to the controller by Train itself.
+TRAIN_DRIVER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+
+
 def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
     """Join the cluster at `address` (or $RAY_ADDRESS), else start an embedded local one.
 
     Returns the cluster's resources. A Ray already initialised in this process is reused.
     """
     os.environ.update(WORKER_ENV)
+    for key, value in TRAIN_DRIVER_ENV.items():
+        os.environ.setdefault(key, value)
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:

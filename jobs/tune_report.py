@@ -11,7 +11,10 @@ import pyarrow.parquet as pq
 
 from jobs.spec import JobSpec
 
-REPORTED = ("epoch", "train_loss", "val_accuracy", "val_macro_f1", "val_auroc", "val_loss", "train_seconds", "checkpoint_path")
+REPORTED = (
+    "epoch", "train_loss", "val_accuracy", "val_macro_f1", "val_auroc", "val_loss",
+    "train_seconds", "epoch_seconds", "time_total_s", "checkpoint_path",
+)
 
 
 def trial_rows(results, spec: JobSpec) -> list[dict]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on an embedded local Ray (no cluster needed):
 # packaged drug reviews → Parquet → validate → fine-tune all-MiniLM-L6-v2 on 2 Ray Train
-# workers → register the best checkpoint → predict with it.
+# workers → a small ASHA search → register the best checkpoints → predict with the best.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,6 +10,8 @@ export HF_HUB_OFFLINE=1
 biomed data drug-reviews --out data/drug_reviews > /dev/null
 biomed validate configs/drug_reviews.yaml > /dev/null && echo "configs/drug_reviews.yaml: valid"
 biomed train configs/drug_reviews.yaml
+# --resume: continues an interrupted search, or starts it when there is none yet.
+biomed tune configs/drug_reviews_tune.yaml --resume
 biomed models list
 biomed predict drug-reviews \
   --text "This pill made my acne clear up within weeks, my skin has never looked better." \

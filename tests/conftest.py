@@ -48,6 +48,8 @@ def ray_cluster():
     from cluster.connect import WORKER_ENV
 
     os.environ.update(WORKER_ENV)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=True)
+    # The dashboard backs the State API that Ray Train V2's placement-group cleaner polls; without
+    # it a trial stopped by ASHA leaks its workers' reservation and later trials starve.
+    ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True)
     yield ray
     ray.shutdown()

@@ -91,24 +91,34 @@ def test_asha_search_stops_weak_trials_and_promotes_the_best(ray_cluster, plante
     assert Path(summary["results_parquet"]).is_file()
 
 
-def _finished_trial_runs(storage: Path, epochs: int) -> dict[str, float]:
-    """Train run folders of trials whose every epoch is in metrics.csv → that file's mtime."""
-    done = {}
-    for metrics in storage.glob("planted-search-*/metrics.csv"):
-        with metrics.open() as f:
-            if sum(1 for r in csv.DictReader(f) if r["kind"] == "epoch") == epochs:
-                done[metrics.parent.name] = metrics.stat().st_mtime
-    return done
+def _terminated_configs(exp_root: Path) -> list[dict]:
+    """Configs of the trials that Tune's saved experiment state records as finished."""
+    states = sorted(exp_root.glob("planted-search-tune-*/experiment_state-*.json"))
+    if not states:
+        return []
+    try:
+        trials = [json.loads(t[0]) for t in json.loads(states[-1].read_text())["trial_data"]]
+    except (json.JSONDecodeError, KeyError):
+        return []  # caught mid-write
+    return [t["config"] for t in trials if t["status"] == "TERMINATED"]
 
 
-def test_killed_search_resumes_without_rerunning_finished_trials(planted_dir, tmp_path):
-    raw = _tune_spec(planted_dir, tmp_path / "runs", max_concurrent_trials=1, num_samples=3, scheduler={"type": "none"})
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
+    from biomed.data import fingerprint_files
+    from biomed.synthetic import write_planted_text
+    from jobs.train import run_name
+    from jobs.tune import trial_spec
+
+    write_planted_text(tmp_path / "train.parquet", 1500, seed=3)
+    write_planted_text(tmp_path / "test.parquet", 100, seed=4)
+    raw = _tune_spec(tmp_path, tmp_path / "runs", max_concurrent_trials=1, num_samples=3, scheduler={"type": "none"})
     raw["training"] = {**raw["training"], "epochs": 3}
     spec_path = write_spec(tmp_path / "spec.yaml", raw)
+    spec = parse_spec(raw)
     command = [sys.executable, "-m", "jobs.cli", "tune", str(spec_path), "--json"]
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 400
-    while not _finished_trial_runs(tmp_path / "runs", 3):
+    while not _terminated_configs(tmp_path / "runs"):
         assert first.poll() is None and time.monotonic() < deadline, "search ended before it could be interrupted"
         time.sleep(0.5)
     family = psutil.Process(first.pid).children(recursive=True)
@@ -117,8 +127,11 @@ def test_killed_search_resumes_without_rerunning_finished_trials(planted_dir, tm
     for proc in family:  # the embedded Ray it started, and nothing else
         if proc.is_running():
             proc.kill()
-    finished_before = _finished_trial_runs(tmp_path / "runs", 3)
-    assert 1 <= len(finished_before) < 3
+    finished = _terminated_configs(tmp_path / "runs")
+    assert 1 <= len(finished) < 3
+    fingerprint = fingerprint_files(spec.data.files())
+    runs = [tmp_path / "runs" / run_name(trial_spec(spec, config), fingerprint) / "metrics.csv" for config in finished]
+    mtimes = {run: run.stat().st_mtime for run in runs}
 
     refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "--resume" in refused.stderr
@@ -127,7 +140,6 @@ def test_killed_search_resumes_without_rerunning_finished_trials(planted_dir, tm
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["num_trials"] == 3
-    after = _finished_trial_runs(tmp_path / "runs", 3)
-    assert len(after) == 3
-    for run, mtime in finished_before.items():
-        assert after[run] == mtime, f"finished trial {run} was rerun"
+    assert len(_terminated_configs(tmp_path / "runs")) == 3
+    for run, mtime in mtimes.items():
+        assert run.stat().st_mtime == mtime, f"finished trial {run.parent.name} was rerun"
