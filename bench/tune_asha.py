@@ -6,7 +6,7 @@ trial, 2 trials at a time. Prints total trial-epochs of each, their ratio, each 
 macro-F1, and the per-trial overhead: a trial's wall time (Tune's time_total_s at its last
 report) minus its epochs' compute. The last line is one JSON object with every figure.
 
-    python bench/tune_asha.py [--trials 8] [--epochs 8] [--grace 3]
+    python bench/tune_asha.py [--trials 8] [--epochs 8] [--grace 2] [--reduction-factor 3]
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--grace", type=int, default=3)
+    parser.add_argument("--grace", type=int, default=2)
+    parser.add_argument("--reduction-factor", type=float, default=3.0)
     parser.add_argument("--rows", type=int, default=1500)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,18 +86,19 @@ def main() -> None:
         connect()
         full = run(spec_for(tmp, tmp / "runs", name="full", trials=args.trials, epochs=args.epochs, scheduler={"type": "none"}))
         asha = run(spec_for(tmp, tmp / "runs", name="asha", trials=args.trials, epochs=args.epochs,
-                            scheduler={"type": "asha", "grace_period": args.grace, "reduction_factor": 2}))
+                            scheduler={"type": "asha", "grace_period": args.grace, "reduction_factor": args.reduction_factor}))
     figures = {
         "trials": args.trials,
         "max_epochs": args.epochs,
         "grace_period": args.grace,
+        "reduction_factor": args.reduction_factor,
         "full": full,
         "asha": asha,
         "compute_ratio": round(asha["trial_epochs"] / full["trial_epochs"], 3),
         "best_gap_points": round(100 * (full["best_val_macro_f1"] - asha["best_val_macro_f1"]), 2),
     }
     print(f"no early stopping: {full['trial_epochs']} trial-epochs, best val macro-F1 {full['best_val_macro_f1']:.4f}, wall {full['wall_s']} s")
-    print(f"ASHA (grace {args.grace}): {asha['trial_epochs']} trial-epochs ({asha['stopped_early']} stopped early), best {asha['best_val_macro_f1']:.4f}, wall {asha['wall_s']} s")
+    print(f"ASHA (grace {args.grace}, reduction factor {args.reduction_factor:g}): {asha['trial_epochs']} trial-epochs ({asha['stopped_early']} stopped early), best {asha['best_val_macro_f1']:.4f}, wall {asha['wall_s']} s")
     print(f"compute ratio {figures['compute_ratio']:.3f}; best gap {figures['best_gap_points']:+.2f} points")
     print(f"per-trial overhead (median): {full['per_trial_overhead_s']} s / {asha['per_trial_overhead_s']} s")
     print(json.dumps(figures))

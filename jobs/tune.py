@@ -162,7 +162,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
         print(f"[biomed] running {concurrency} trials at a time, not {spec.tune.max_concurrent_trials}: that is what {resources} fits", file=sys.stderr, flush=True)
     print(f"[biomed] search {name} → {exp_dir}", file=sys.stderr, flush=True)
     results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency).fit()
-    rows = trial_rows(results, spec)
+    rows = trial_rows(results, spec, max_epochs=_max_epochs(spec) if spec.tune.scheduler.type == "asha" else None)
     if not rows:
         raise TrainingFailed(f"search {name}: no trial reported a result ({[str(r.error) for r in results if r.error]})")
     key, mode = f"val_{_metric(spec)}", _mode(spec)

@@ -17,11 +17,9 @@ REPORTED = (
 )
 
 
-def trial_rows(results, spec: JobSpec) -> list[dict]:
-    """One row per (trial, reported epoch) from a Tune ResultGrid."""
-    from jobs.tune import _max_epochs
-
-    max_epochs = _max_epochs(spec) if spec.tune.scheduler.type == "asha" else None
+def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:
+    """One row per (trial, reported epoch) from a Tune ResultGrid; max_epochs caps the planned
+    epochs of every trial (ASHA's max_t), None when nothing caps them."""
     rows = []
     for result in results:
         frame = result.metrics_dataframe
