@@ -66,15 +66,20 @@ def build_trainer(spec: JobSpec, *, name: str, callbacks: list | None = None):
     )
 
 
+def best_report(reports: list[dict], *, key: str, mode: str) -> dict:
+    """The report with the best `key`; ties (common on small validation sets) go to the later epoch."""
+    sign = 1.0 if mode == "max" else -1.0
+    return max(reports, key=lambda r: (sign * r[key], r["epoch"]))
+
+
 def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
     """The kept checkpoint with the best validation metric (from the committed snapshot)."""
     key = f"val_{spec.metric}"
     candidates = [(ckpt, m) for ckpt, m in result.best_checkpoints if key in m and not np.isnan(m[key])]
     if not candidates:
         raise TrainingFailed(f"run produced no checkpoint with a finite {key}")
-    sign = 1.0 if spec.mode == "max" else -1.0
-    # Ties (common with accuracy on small validation sets) go to the later epoch.
-    ckpt, metrics = max(candidates, key=lambda cm: (sign * cm[1][key], cm[1]["epoch"]))
+    metrics = best_report([m for _, m in candidates], key=key, mode=spec.mode)
+    ckpt = next(c for c, m in candidates if m is metrics)
     return Path(ckpt.path), metrics
 
 

@@ -22,7 +22,7 @@ from cluster.connect import connect
 from jobs.errors import TrainingFailed
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
-from jobs.train import build_trainer, run_name, score_and_register
+from jobs.train import best_report, build_trainer, run_name, score_and_register
 from jobs.tune_report import trial_rows, write_results
 
 METRIC_CHECKPOINT_KEY = "checkpoint_path"
@@ -167,8 +167,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
         raise TrainingFailed(f"search {name}: no trial reported a result ({[str(r.error) for r in results if r.error]})")
     key, mode = f"val_{_metric(spec)}", _mode(spec)
     finite = [r for r in rows if r.get(METRIC_CHECKPOINT_KEY) and not math.isnan(r[key])]
-    sign = 1.0 if mode == "max" else -1.0
-    best = max(finite, key=lambda r: (sign * r[key], r["epoch"]))  # ties go to the later epoch
+    best = best_report(finite, key=key, mode=mode)
     best_spec = trial_spec(spec, best["config"])
     outputs = write_results(rows, exp_dir, metric=key)
     lineage = {"search": {"experiment": name, "path": str(exp_dir), "trial_id": best["trial_id"], "config": best["config"], "num_trials": len({r["trial_id"] for r in rows})}}

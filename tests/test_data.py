@@ -88,3 +88,11 @@ def test_head_gets_its_own_learning_rate_and_norms_no_decay(planted_dir, tmp_pat
     assert by_id[id(params["bert.encoder.layer.0.attention.self.query.weight"])]["lr"] == 1e-4
     assert by_id[id(params["bert.embeddings.LayerNorm.weight"])]["weight_decay"] == 0.0
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(params)
+
+
+def test_best_report_follows_mode_and_breaks_ties_to_the_later_epoch():
+    from jobs.train import best_report
+
+    reports = [{"epoch": 1, "val_f1": 0.7, "val_loss": 0.9}, {"epoch": 2, "val_f1": 0.8, "val_loss": 0.5}, {"epoch": 3, "val_f1": 0.8, "val_loss": 0.6}]
+    assert best_report(reports, key="val_f1", mode="max")["epoch"] == 3
+    assert best_report(reports, key="val_loss", mode="min")["epoch"] == 2
