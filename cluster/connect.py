@@ -22,6 +22,11 @@ WORKER_ENV = {
 # more small RPCs. Propagated from the driver's environment to the controller by Train itself.
 TRAIN_DRIVER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 
+# On the embedded single-node cluster a drained node is the whole cluster, so Ray Train's
+# preemption watcher (one more actor process per run) has nothing to save there. Kept on for
+# real clusters.
+LOCAL_TRAIN_DRIVER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
 
 def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
     """Join the cluster at `address` (or $RAY_ADDRESS), else start an embedded local one.
@@ -36,6 +41,8 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
         if address:
             ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
         else:
+            for key, value in LOCAL_TRAIN_DRIVER_ENV.items():
+                os.environ.setdefault(key, value)
             # The dashboard (127.0.0.1, token auth on) also backs the State API that Train V2's
             # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.
             ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=True)

@@ -158,7 +158,7 @@ def _load_state(checkpoint: ray.train.Checkpoint, model, optimizer, scheduler, s
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str}."""
-    entered = time.perf_counter()
+    entered, entered_at = time.perf_counter(), time.time()
     spec = JobSpec.model_validate(config["spec"])
     run_dir = Path(config["run_dir"])
     from transformers import get_linear_schedule_with_warmup
@@ -254,6 +254,8 @@ def train_loop_per_worker(config: dict) -> None:
             "learning_rate": scheduler.get_last_lr()[0],
             # Time in this function before the first epoch of this attempt (data, tokenizer, model).
             "setup_seconds": setup_seconds,
+            # Wall-clock time this attempt's train function started (start-up cost accounting).
+            "train_fn_started_at": entered_at,
         }
 
         if rank == 0:
