@@ -32,6 +32,9 @@ class TextClassificationTask:
     metric_names: tuple[str, ...] = ("accuracy", "macro_f1", "auroc", "loss")
     default_metric: str = "macro_f1"
     input_kind: str = "text"
+    # Fixed input whose prediction is recorded at registration; a serving replica must reproduce
+    # it before it reports healthy (the golden check).
+    probe_input: str = "I have taken this medicine every day for three months and it has helped a lot."
 
     def metric_mode(self, metric: str) -> str:
         return "min" if metric == "loss" else "max"

@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", help="NAME or NAME@VERSION")
     p.add_argument("--text", action="append", required=True, help="an input text (repeatable)")
     p.set_defaults(func=cmd_predict)
+    from serving.cli import add_serve_parser
+
+    add_serve_parser(sub, parents=[json_flag, storage])
     return parser
 
 

@@ -13,11 +13,14 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 INDEX_FILE = "index.json"
+# The spec's name rule: no '/', no leading '.', so a name can never leave the registry folder.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
 class RegistryError(LookupError):
@@ -64,6 +67,8 @@ class Registry:
         self.root = Path(root)
 
     def _model_dir(self, name: str) -> Path:
+        if not NAME_PATTERN.fullmatch(name):
+            raise RegistryError(f"bad model name {name!r}: 1-63 lower-case letters, digits, '.', '_' or '-'")
         return self.root / name
 
     @contextlib.contextmanager

@@ -19,6 +19,7 @@ from biomed.data import SUPPORTED_SUFFIXES, column_names, distinct_labels
 from biomed.models import BACKBONES, check_local_model_dir
 from biomed.tasks import TASKS, get_task
 from jobs.tune_spec import TuneSpec
+from serving.config import ServeSpec
 
 
 class _Spec(BaseModel):
@@ -183,6 +184,7 @@ class JobSpec(_Spec):
     failure: FailureSpec = Field(default_factory=FailureSpec, description="Fault tolerance.")
     storage_path: str = Field(default="runs", description="Where runs and the registry live: a local or shared (NFS) folder, visible to every node.")
     tune: TuneSpec | None = Field(default=None, description="Hyperparameter search run by `biomed tune` (ignored by `biomed train`).")
+    serve: ServeSpec | None = Field(default=None, description="How `biomed serve deploy` hosts this model (replicas, batching, limits); its flags override it.")
 
     @field_validator("name")
     @classmethod
@@ -227,8 +229,8 @@ class JobSpec(_Spec):
 
     def spec_hash(self) -> str:
         """sha256 of the settings that change what is trained (failure handling and the search
-        section excluded: a trial's spec has its sampled values written into `training`)."""
-        payload = self.model_dump(mode="json", exclude={"failure", "tune"})
+        and serve sections excluded: a trial's spec has its sampled values written into `training`)."""
+        payload = self.model_dump(mode="json", exclude={"failure", "tune", "serve"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

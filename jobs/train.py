@@ -98,12 +98,18 @@ def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
     return Path(ckpt.path), metrics
 
 
-def score_test(spec: JobSpec, splits: Splits, model_dir: Path) -> dict:
+def golden_probe(task, predictor: Predictor) -> dict:
+    """The checkpoint's prediction for the task's fixed probe input, kept in the registry."""
+    probs = predictor.predict_proba([task.probe_input])[0]
+    return {"input": task.probe_input, "label": predictor.labels[int(probs.argmax())], "probabilities": [float(p) for p in probs]}
+
+
+def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     """Test metrics of the checkpoint and of the TF-IDF + logistic regression baseline."""
     if splits.test is None:
         return {}
     task = get_task(spec.task.name)
-    probs = Predictor(directory=model_dir, batch_size=spec.training.eval_batch_size).predict_proba(splits.test.texts)
+    probs = predictor.predict_proba(splits.test.texts)
     baseline = tfidf_logistic_regression(
         splits.train.texts, splits.train.label_ids, splits.test.texts, num_classes=len(spec.task.labels), seed=spec.training.seed
     )
@@ -117,7 +123,8 @@ def score_and_register(
     spec: JobSpec, splits: Splits, *, ckpt_dir: Path, val_metrics: dict, fingerprint: str, name: str, lineage: dict | None = None
 ) -> dict:
     """Score a selected checkpoint on the test set beside the baseline and register it."""
-    test = score_test(spec, splits, ckpt_dir / MODEL_DIR)
+    predictor = Predictor(directory=ckpt_dir / MODEL_DIR, batch_size=spec.training.eval_batch_size)
+    test = score_test(spec, splits, predictor)
     key = f"val_{spec.metric}"
     record = {
         "task": spec.task.name,
@@ -131,6 +138,7 @@ def score_and_register(
         "test_metrics": test.get("model"),
         "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
         "spec": spec.model_dump(mode="json"),
+        "probe": golden_probe(get_task(spec.task.name), predictor),
         **(lineage or {}),
     }
     selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}

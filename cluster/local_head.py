@@ -1,0 +1,119 @@
+"""A Ray head on 127.0.0.1 that outlives the command that started it (for Serve on one machine).
+
+It is Ray's own `ray start --head --block`, run as a child in its own session; stopping it sends
+SIGTERM to exactly that process, which takes down the Ray processes it started and nothing else
+(never `ray stop`, which would kill every Ray cluster on the machine). Token auth stays on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STATE_FILE = "local_head.json"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("BIOMED_HOME", Path.home() / ".biomed"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_head() -> dict | None:
+    """The running local head's record, or None (a stale record is removed)."""
+    path = state_dir() / STATE_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if not _alive(record["pid"]):
+        path.unlink(missing_ok=True)
+        return None
+    return record
+
+
+def _ensure_auth_token() -> None:
+    # `ray start --head` enables token auth only when a token already exists.
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    if not (Path.home() / ".ray" / "auth_token").is_file():
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "get-auth-token", "--generate"], check=True, capture_output=True)
+
+
+def start_head(*, num_cpus: int | None = None, timeout_s: float = 60.0) -> dict:
+    """Start a local head (or return the running one): {"address", "dashboard_url", "pid"}."""
+    running = read_head()
+    if running is not None:
+        return running
+    _ensure_auth_token()
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+        "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+        "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+        "--disable-usage-stats",
+    ]
+    if num_cpus is not None:
+        command.append(f"--num-cpus={num_cpus}")
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    log = open(folder / "local_head.log", "ab")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    record = {"address": f"127.0.0.1:{gcs_port}", "dashboard_url": f"http://127.0.0.1:{dashboard_port}", "pid": process.pid}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local Ray head exited with code {process.returncode}; see {folder / 'local_head.log'}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", dashboard_port)) == 0:
+                break
+        time.sleep(0.25)
+    else:
+        stop_pid(process.pid)
+        raise RuntimeError(f"local Ray head did not come up in {timeout_s:.0f} s; see {folder / 'local_head.log'}")
+    (folder / STATE_FILE).write_text(json.dumps(record))
+    return record
+
+
+def stop_pid(pid: int, *, timeout_s: float = 30.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _alive(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+
+
+def stop_head() -> bool:
+    """Stop the local head this tool started; False when none was running."""
+    record = read_head()
+    if record is None:
+        return False
+    stop_pid(record["pid"])
+    (state_dir() / STATE_FILE).unlink(missing_ok=True)
+    return True

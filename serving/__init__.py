@@ -1,0 +1,1 @@
+"""Ray Serve hosting of registered checkpoints."""

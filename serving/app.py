@@ -1,0 +1,198 @@
+"""The Ray Serve application: registered checkpoints behind a FastAPI ingress.
+
+(No `from __future__ import annotations` here: FastAPI must see real types on the routes.)
+
+Routes (all but the docs need `Authorization: Bearer <token>`):
+    POST /{model}/predict   model = "name" (the version pinned at deploy time) or "name@3"
+    GET  /{model}/info
+    GET  /docs, /openapi.json
+
+One deployment serves every registered model through Serve's model multiplexing: a replica keeps
+up to `max_models_per_replica` loaded (LRU) and the Python client sends the model id header so
+the router prefers replicas that already hold the model. Every load runs the golden check: the
+replica predicts the task's probe input and must reproduce the prediction the registry recorded.
+"""
+
+
+import asyncio
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from biomed.checkpoint import Predictor
+from jobs.registry import Registry, RegistryError, parse_ref
+from serving.auth import authorized
+from serving.config import ServeSpec
+from serving.schemas import TASK_SCHEMAS, ClassificationResponse, InputError, openapi_request_body
+
+APP_NAME = "biomed"
+MODEL_REF = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}(@[0-9]{1,9})?")
+# Probabilities may differ in the last float32 bits across thread counts (reduction order).
+GOLDEN_ATOL = 1e-4
+
+app = FastAPI(
+    title="biomed inference",
+    description="Fine-tuned biomedical models from the biomed registry. Send `Authorization: Bearer <token>`.",
+)
+
+
+class GoldenCheckFailed(RuntimeError):
+    """A loaded checkpoint does not reproduce the prediction recorded at registration."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: int
+    entry: dict
+    predictor: Predictor
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def golden_check(model: LoadedModel) -> None:
+    probe = model.entry.get("probe")
+    if not probe:
+        raise GoldenCheckFailed(f"{model.model_id} has no probe prediction in the registry; register it again")
+    got = model.predictor.predict_proba([probe["input"]])[0]
+    label = model.predictor.labels[int(got.argmax())]
+    gap = float(np.abs(got - np.asarray(probe["probabilities"])).max())
+    if label != probe["label"] or gap > GOLDEN_ATOL:
+        raise GoldenCheckFailed(f"{model.model_id} predicted {label!r} (max probability gap {gap:.2e}) for the probe; the registry recorded {probe['label']!r}")
+
+
+def _error(status: int, detail, headers: dict | None = None) -> HTTPException:
+    return HTTPException(status_code=status, detail=detail, headers=headers)
+
+
+@serve.deployment
+@serve.ingress(app)
+class ModelServer:
+    async def __init__(self, *, storage_path: str, models: list[str], settings: dict, token_sha256: str):
+        self._settings = ServeSpec.model_validate(settings)
+        self._registry = Registry(root=Path(storage_path) / "registry")
+        self._token_sha256 = token_sha256
+        # One replica's threads stay within the CPUs it reserved.
+        torch.set_num_threads(max(1, int(self._settings.num_cpus_per_replica)))
+        self._pinned: dict[str, int] = {}
+        for ref in models:
+            name, version = parse_ref(ref)
+            self._pinned[name] = version if version is not None else self._registry.get(name)["version"]
+        self._primary = f"{parse_ref(models[0])[0]}@{self._pinned[parse_ref(models[0])[0]]}"
+        # Serve's multiplexing LRU, sized from the settings (the decorator form fixes it at import).
+        async def load(model_id: str) -> LoadedModel:
+            return await self._load_model(model_id)
+
+        self.get_model = serve.multiplexed(max_num_models_per_replica=self._settings.max_models_per_replica)(load)
+        self._predict_batched.set_max_batch_size(self._settings.max_batch_size)
+        self._predict_batched.set_batch_wait_timeout_s(self._settings.batch_wait_timeout_s)
+        # Ready only once the deployed models load and pass the golden check.
+        for name, version in list(self._pinned.items())[: self._settings.max_models_per_replica]:
+            await self.get_model(f"{name}@{version}")
+
+    async def _load_model(self, model_id: str) -> LoadedModel:
+        entry = self._registry.get(model_id)
+        predictor = await asyncio.to_thread(Predictor, directory=entry["path"], batch_size=self._settings.max_batch_size * 4)
+        model = LoadedModel(name=entry["name"], version=entry["version"], entry=entry, predictor=predictor)
+        await asyncio.to_thread(golden_check, model)
+        return model
+
+    async def check_health(self) -> None:
+        model = await self.get_model(self._primary)
+        await asyncio.to_thread(golden_check, model)
+
+    def _resolve(self, ref: str) -> str:
+        if not MODEL_REF.fullmatch(ref):
+            raise _error(404, f"no model {ref!r}: a model is 'name' or 'name@version' from the registry")
+        name, version = parse_ref(ref)
+        try:
+            if version is None:
+                version = self._pinned.get(name) or self._registry.get(name)["version"]
+                self._pinned.setdefault(name, version)
+            self._registry.get(f"{name}@{version}")
+        except RegistryError as error:
+            raise _error(404, str(error)) from None
+        return f"{name}@{version}"
+
+    def _authorize(self, request: Request) -> None:
+        if not authorized(request.headers.get("authorization"), self._token_sha256):
+            raise _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self._settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _error(413, f"request body of {declared} bytes is over the {limit}-byte limit")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _error(413, f"request body is over the {limit}-byte limit")
+        return bytes(body)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _predict_batched(self, items: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        # One forward pass per model in the batch; requests may name different models.
+        by_model: dict[str, list[int]] = {}
+        for i, (model_id, _) in enumerate(items):
+            by_model.setdefault(model_id, []).append(i)
+        out: list[np.ndarray] = [np.empty(0)] * len(items)
+        for model_id, rows in by_model.items():
+            model = await self.get_model(model_id)
+            texts = [t for i in rows for t in items[i][1]]
+            probs = await asyncio.to_thread(model.predictor.predict_proba, texts)
+            start = 0
+            for i in rows:
+                out[i] = probs[start : start + len(items[i][1])]
+                start += len(items[i][1])
+        return out
+
+    async def _predict_one(self, model_id: str, texts: list[str]) -> np.ndarray:
+        model = await self.get_model(model_id)
+        return await asyncio.to_thread(model.predictor.predict_proba, texts)
+
+    @app.post("/{model}/predict", response_model=ClassificationResponse, openapi_extra=openapi_request_body())
+    async def predict(self, model: str, request: Request):
+        self._authorize(request)
+        body = await self._read_body(request)
+        model_id = self._resolve(model)
+        loaded = await self.get_model(model_id)
+        schema = TASK_SCHEMAS[loaded.entry["task"]]
+        try:
+            texts = schema.parse(body, self._settings)
+        except InputError as error:
+            return JSONResponse(status_code=422, content={"detail": error.errors})
+        call = self._predict_batched((model_id, texts)) if self._settings.batching else self._predict_one(model_id, texts)
+        try:
+            # The server's own deadline: a client's x-request-timeout-seconds header only
+            # reaches the proxy, so it can never lift this one.
+            probs = await asyncio.wait_for(call, timeout=self._settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise _error(408, f"prediction took longer than the server's {self._settings.request_timeout_s} s limit") from None
+        return schema.respond(name=loaded.name, version=loaded.version, labels=loaded.predictor.labels, probs=probs)
+
+    @app.get("/{model}/info")
+    async def info(self, model: str, request: Request) -> dict:
+        self._authorize(request)
+        entry = self._registry.get(self._resolve(model))
+        return {
+            "model": entry["name"],
+            "version": entry["version"],
+            "task": entry["task"],
+            "labels": entry["labels"],
+            "selection": entry.get("selection"),
+            "val_metrics": entry.get("val_metrics"),
+            "test_metrics": entry.get("test_metrics"),
+            "baseline_test_metrics": entry.get("baseline_test_metrics"),
+            "registered_at": entry.get("registered_at"),
+            "spec_hash": entry.get("spec_hash"),
+            "data_fingerprint": entry.get("data_fingerprint"),
+        }

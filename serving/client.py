@@ -1,0 +1,69 @@
+"""Python client for the inference endpoint, with retries on 503/429 that honour Retry-After."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from serving.auth import resolve_token
+
+
+class ServeError(RuntimeError):
+    """A non-retryable answer (4xx/5xx) or retries exhausted; `status_code` and `detail` say why."""
+
+    def __init__(self, status_code: int, detail):
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class Client:
+    """`Client(url).predict("drug-reviews", ["text", ...])` → the endpoint's JSON answer."""
+
+    RETRY_STATUSES = (429, 503)
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", *, token: str | None = None, max_retries: int = 5, max_backoff_s: float = 10.0, timeout_s: float = 60.0):
+        self._token = token or resolve_token()
+        self._max_retries = max_retries
+        self._max_backoff_s = max_backoff_s
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, *, model: str, json: dict | None = None) -> dict:
+        # The multiplexing header lets Serve route to a replica that already holds the model.
+        headers = {"Authorization": f"Bearer {self._token}", "serve_multiplexed_model_id": model}
+        for attempt in range(self._max_retries + 1):
+            response = self._http.request(method, path, json=json, headers=headers)
+            if response.status_code < 400:
+                return response.json()
+            if response.status_code not in self.RETRY_STATUSES or attempt == self._max_retries:
+                try:
+                    detail = response.json().get("detail", response.text)
+                except ValueError:
+                    detail = response.text
+                raise ServeError(response.status_code, detail)
+            time.sleep(self._retry_after(response, attempt))
+        raise AssertionError("unreachable")
+
+    def _retry_after(self, response: httpx.Response, attempt: int) -> float:
+        value = response.headers.get("retry-after", "")
+        try:
+            wait = float(value)
+        except ValueError:
+            wait = 0.1 * 2**attempt
+        return min(max(wait, 0.0), self._max_backoff_s)
+
+    def predict(self, model: str, inputs: list[str] | str) -> dict:
+        return self._request("POST", f"/{model}/predict", model=model, json={"inputs": inputs})
+
+    def info(self, model: str) -> dict:
+        return self._request("GET", f"/{model}/info", model=model)

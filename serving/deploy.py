@@ -1,0 +1,123 @@
+"""Deploy, inspect and stop the inference application (`biomed serve ...`).
+
+With no cluster address, Serve runs on a local Ray head on 127.0.0.1 that outlives the command
+(cluster/local_head.py), so the endpoint stays up until `biomed serve shutdown`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cluster.connect import WORKER_ENV, connect
+from cluster.local_head import read_head, start_head, stop_head
+from jobs.registry import Registry, RegistryError
+from serving.auth import TOKEN_ENV, resolve_token, token_path, token_sha256
+from serving.config import ServeSpec
+
+
+def _registry(storage_path: str | Path) -> Registry:
+    return Registry(root=Path(storage_path).expanduser().resolve() / "registry")
+
+
+def settings_for(entry: dict, overrides: dict) -> ServeSpec:
+    """The model's `serve:` section from its registered spec, with CLI overrides on top."""
+    base = (entry.get("spec") or {}).get("serve") or {}
+    return ServeSpec.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _join(address: str | None) -> str | None:
+    """Connect to `address`, $RAY_ADDRESS, or the local head (started if needed)."""
+    import ray
+
+    if ray.is_initialized():  # a caller (a test, a notebook) already joined a cluster
+        return None
+    address = address or os.environ.get("RAY_ADDRESS")
+    started = None
+    if address is None:
+        head = start_head()
+        address, started = head["address"], head
+    connect(address=address)
+    return started["dashboard_url"] if started else None
+
+
+def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None = None, address: str | None = None) -> dict:
+    """Deploy the named registered models (the first one is primary) behind one HTTP endpoint."""
+    registry = _registry(storage_path)
+    entries = [registry.get(ref) for ref in refs]  # unknown names fail here, before any Ray
+    for entry in entries:
+        if not entry.get("probe"):
+            raise RegistryError(f"{entry['name']}@{entry['version']} was registered without a probe prediction; train or tune it again")
+    settings = settings_for(entries[0], overrides or {})
+    pinned = [f"{e['name']}@{e['version']}" for e in entries]
+    token = resolve_token()
+
+    from ray import serve
+
+    from serving.app import APP_NAME, ModelServer
+
+    dashboard = _join(address)
+    serve.start(http_options={"host": settings.host, "port": settings.port, "request_timeout_s": settings.request_timeout_s})
+    app = ModelServer.options(
+        autoscaling_config=settings.autoscaling_config(),
+        max_ongoing_requests=settings.max_ongoing_requests,
+        max_queued_requests=settings.max_queued_requests,
+        backpressure_config={"status_code": 503, "retry_after_s": 1},
+        ray_actor_options={
+            "num_cpus": settings.num_cpus_per_replica,
+            "num_gpus": settings.num_gpus_per_replica,
+            "runtime_env": {"env_vars": WORKER_ENV},
+        },
+    ).bind(
+        storage_path=str(Path(storage_path).expanduser().resolve()),
+        models=pinned,
+        settings=settings.model_dump(mode="json"),
+        token_sha256=token_sha256(token),
+    )
+    serve.run(app, name=APP_NAME, route_prefix="/")
+    url = f"http://{settings.host}:{settings.port}"
+    return {
+        "url": url,
+        "models": pinned,
+        "predict_urls": [f"{url}/{ref.split('@')[0]}/predict" for ref in refs],
+        "docs_url": f"{url}/docs",
+        "token": f"${TOKEN_ENV}" if os.environ.get(TOKEN_ENV) else str(token_path()),
+        "dashboard_url": dashboard,
+        "settings": settings.model_dump(mode="json"),
+    }
+
+
+def status(*, address: str | None = None) -> dict:
+    from ray import serve
+
+    if (address or os.environ.get("RAY_ADDRESS")) is None and read_head() is None:
+        return {"running": False, "reason": "no local head is running (biomed serve deploy starts one)"}
+    connect(address=address or os.environ.get("RAY_ADDRESS") or read_head()["address"])
+    details = serve.status()
+    apps = {}
+    for name, app in details.applications.items():
+        apps[name] = {
+            "status": str(app.status.value if hasattr(app.status, "value") else app.status),
+            "deployments": {
+                d_name: {
+                    "status": str(d.status.value if hasattr(d.status, "value") else d.status),
+                    "replicas": {str(k.value if hasattr(k, "value") else k): v for k, v in d.replica_states.items()},
+                }
+                for d_name, d in app.deployments.items()
+            },
+        }
+    return {"running": bool(apps), "applications": apps}
+
+
+def shutdown(*, address: str | None = None) -> dict:
+    """Remove the application; stop the local head too when this tool started it."""
+    from ray import serve
+
+    explicit = address or os.environ.get("RAY_ADDRESS")
+    head = read_head()
+    if explicit is None and head is None:
+        return {"stopped_serve": False, "stopped_local_head": False}
+    connect(address=explicit or head["address"])
+    serve.shutdown()
+    stopped_head = stop_head() if explicit is None else False
+    return {"stopped_serve": True, "stopped_local_head": stopped_head}

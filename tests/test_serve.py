@@ -1,0 +1,211 @@
+"""Ray Serve over real HTTP: tiny models trained and registered here, served on the session's
+local Ray, queried with httpx and the package's client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from jobs.registry import Registry
+from jobs.spec import parse_spec
+from jobs.train import train
+from serving.client import Client, ServeError
+from tests.conftest import tiny_spec
+
+TOKEN = "test-token-0123456789"
+RENAMED = {"cardiac": "heart", "renal": "kidney", "hepatic": "liver"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _renamed_copy(src: Path, dst: Path) -> None:
+    table = pq.read_table(src)
+    labels = [RENAMED[x] for x in table.column("label").to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels)), dst)
+
+
+@pytest.fixture(scope="module")
+def served(ray_cluster, planted_dir, tmp_path_factory, monkeypatch_module):
+    from ray import serve
+
+    from serving.deploy import deploy
+
+    monkeypatch_module.setenv("BIOMED_SERVE_TOKEN", TOKEN)
+    root = tmp_path_factory.mktemp("serve")
+    other = root / "other"
+    other.mkdir()
+    _renamed_copy(planted_dir / "train.parquet", other / "train.parquet")
+    _renamed_copy(planted_dir / "test.parquet", other / "test.parquet")
+    storage = root / "runs"
+    training = {"epochs": 4, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40}
+    for name, data in (("planted", planted_dir), ("planted-other", other)):
+        train(parse_spec(tiny_spec(data, storage, name=name, training=training, scaling={"num_workers": 1})))
+    port = _free_port()
+    settings = {
+        "port": port, "num_cpus_per_replica": 0.5, "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
+        "upscale_delay_s": 0.5, "downscale_delay_s": 2.0, "max_body_bytes": 4096, "max_inputs_per_request": 8, "max_batch_size": 8,
+    }
+    summary = deploy(["planted", "planted-other"], storage_path=storage, overrides=settings)
+    yield {"url": f"http://127.0.0.1:{port}", "storage": storage, "summary": summary, "settings": settings}
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def _auth(token: str = TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_predict_matches_plain_transformers(served):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    entry = Registry(root=served["storage"] / "registry").get("planted")
+    texts = pq.read_table(Path(entry["spec"]["data"]["test_path"])).column("text").to_pylist()[:8]
+    with Client(served["url"], token=TOKEN) as client:
+        answer = client.predict("planted", texts)
+    tokenizer = AutoTokenizer.from_pretrained(entry["path"])
+    model = AutoModelForSequenceClassification.from_pretrained(entry["path"]).eval()
+    with torch.inference_mode():
+        logits = model(**tokenizer(texts, truncation=True, max_length=40, padding=True, return_tensors="pt")).logits
+    assert [p["label"] for p in answer["predictions"]] == [model.config.id2label[int(i)] for i in logits.argmax(-1)]
+    assert answer["version"] == entry["version"] and answer["model"] == "planted"
+    probs = answer["predictions"][0]["probabilities"]
+    assert set(probs) == {"cardiac", "renal", "hepatic"} and abs(sum(probs.values()) - 1) < 1e-4
+
+
+def test_two_multiplexed_models_answer_with_their_own_labels(served):
+    text = "patient reports arrhythmia and stable vitals"
+    with Client(served["url"], token=TOKEN) as client:
+        first = client.predict("planted", [text])["predictions"][0]
+        second = client.predict("planted-other@1", [text])["predictions"][0]
+        info = client.info("planted-other")
+    assert first["label"] == "cardiac" and second["label"] == "heart"
+    assert set(second["probabilities"]) == set(RENAMED.values())
+    assert info["version"] == 1 and info["labels"] == sorted(RENAMED.values()) and info["test_metrics"]["accuracy"] > 0.8
+
+
+def test_auth_is_required(served):
+    url = served["url"] + "/planted/predict"
+    assert httpx.post(url, json={"inputs": ["x"]}).status_code == 401
+    assert httpx.post(url, json={"inputs": ["x"]}, headers=_auth("wrong")).status_code == 401
+    assert httpx.get(served["url"] + "/planted/info", headers=_auth("wrong")).status_code == 401
+    assert httpx.post(url, json={"inputs": ["cirrhosis"]}, headers=_auth()).status_code == 200
+    assert "/{model}/predict" in httpx.get(served["url"] + "/openapi.json").json()["paths"]
+
+
+def test_body_limit_and_input_validation(served):
+    url = served["url"] + "/planted/predict"
+    big = httpx.post(url, json={"inputs": ["word " * 2000]}, headers=_auth())
+    assert big.status_code == 413, big.text
+    cases = {
+        "empty list": ({"inputs": []}, ["body", "inputs"]),
+        "blank input": ({"inputs": ["fine text", "   "]}, ["body", "inputs", 1]),
+        "too many": ({"inputs": ["a"] * 9}, ["body", "inputs"]),
+        "wrong type": ({"inputs": [3]}, ["body", "inputs"]),
+        "unknown field": ({"inputs": ["a"], "extra": 1}, ["body", "extra"]),
+    }
+    for case, (body, loc) in cases.items():
+        response = httpx.post(url, json=body, headers=_auth())
+        assert response.status_code == 422, (case, response.text)
+        locs = [e["loc"][: len(loc)] for e in response.json()["detail"]]
+        assert loc in locs, (case, locs)
+    for ref in ("no-such-model", "..", "planted@99"):
+        assert httpx.post(f"{served['url']}/{ref}/predict", json={"inputs": ["a"]}, headers=_auth()).status_code == 404, ref
+
+
+def _load(url: str, *, threads: int, seconds: float, inputs: int) -> list[int]:
+    codes: list[int] = []
+    stop = time.monotonic() + seconds
+
+    def worker():
+        with httpx.Client(timeout=30) as http:
+            while time.monotonic() < stop:
+                codes.append(http.post(url, json={"inputs": ["patient reports nephropathy today"] * inputs}, headers=_auth()).status_code)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return codes
+
+
+def _running_replicas() -> int:
+    from ray import serve
+
+    app = serve.status().applications["biomed"]
+    return sum(d.replica_states.get("RUNNING", 0) for d in app.deployments.values())
+
+
+def test_autoscaling_adds_a_replica_under_load(served):
+    assert _running_replicas() == 1
+    seen = []
+    watcher_stop = threading.Event()
+
+    def watch():
+        while not watcher_stop.is_set():
+            seen.append(_running_replicas())
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    codes = _load(served["url"] + "/planted/predict", threads=6, seconds=25, inputs=8)
+    watcher_stop.set()
+    watcher.join()
+    assert max(seen) >= 2, seen
+    assert set(codes) == {200}, set(codes)
+
+
+def test_overload_gets_fast_503_and_client_timeout_header_cannot_lift_the_limit(served):
+    from serving.deploy import deploy
+
+    settings = {**served["settings"], "min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1}
+    deploy(["planted"], storage_path=served["storage"], overrides=settings)
+    url = served["url"] + "/planted/predict"
+    codes = _load(url, threads=12, seconds=4, inputs=8)
+    assert 200 in codes and 503 in codes, set(codes)
+    with httpx.Client(timeout=30) as http:
+        while True:  # the queue drains between bursts; take one 503 to inspect
+            burst = []
+            ts = [threading.Thread(target=lambda: burst.append(http.post(url, json={"inputs": ["a b c"] * 8}, headers=_auth()))) for _ in range(8)]
+            [t.start() for t in ts]
+            [t.join() for t in ts]
+            rejected = [r for r in burst if r.status_code == 503]
+            if rejected:
+                break
+    assert rejected[0].headers.get("retry-after") == "1"
+    # The client retries 503s honouring Retry-After and gets its answer.
+    with Client(served["url"], token=TOKEN, max_retries=20) as client:
+        results = []
+        ts = [threading.Thread(target=lambda: results.append(client.predict("planted", ["renal nephropathy"])["predictions"][0]["label"])) for _ in range(6)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+    assert results == ["renal"] * 6
+
+    deploy(["planted"], storage_path=served["storage"], overrides={**served["settings"], "request_timeout_s": 0.001})
+    for header in ({}, {"x-request-timeout-seconds": "0"}, {"x-request-timeout-seconds": "600"}):
+        response = httpx.post(url, json={"inputs": ["a"] * 8}, headers={**_auth(), **header})
+        assert response.status_code == 408, (header, response.status_code, response.text)
+
+
+def test_client_raises_on_a_bad_request(served):
+    with Client(served["url"], token=TOKEN) as client, pytest.raises(ServeError) as error:
+        client.predict("planted", [])
+    assert error.value.status_code == 422
