@@ -209,3 +209,38 @@ def test_client_raises_on_a_bad_request(served):
     with Client(served["url"], token=TOKEN) as client, pytest.raises(ServeError) as error:
         client.predict("planted", [])
     assert error.value.status_code == 422
+
+
+def test_cli_deploy_status_shutdown_on_a_local_head(served, tmp_path):
+    """`biomed serve deploy` as a user runs it: no address, so a local head on 127.0.0.1 starts and
+    outlives the command; `shutdown` stops Serve and exactly that head."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BIOMED_HOME": str(tmp_path / "home"), "BIOMED_SERVE_TOKEN": TOKEN}
+    env.pop("RAY_ADDRESS", None)
+    port = _free_port()
+
+    def biomed(*args: str) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "jobs.cli", "serve", *args, "--json"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    deployed = biomed("deploy", "planted-other", "--storage", str(served["storage"]), "--port", str(port), "--num-cpus-per-replica", "0.25")
+    head = json.loads((tmp_path / "home" / "local_head.json").read_text())
+    try:
+        assert deployed["models"] == ["planted-other@1"] and deployed["url"] == f"http://127.0.0.1:{port}"
+        assert head["address"].startswith("127.0.0.1:")
+        answer = httpx.post(deployed["predict_urls"][0], json={"inputs": "hepatic cirrhosis noted"}, headers=_auth()).json()
+        assert answer["predictions"][0]["label"] == "liver"
+        state = biomed("status")
+        assert state["applications"]["biomed"]["status"] == "RUNNING"
+    finally:
+        stopped = biomed("shutdown")
+    assert stopped == {"stopped_serve": True, "stopped_local_head": True}
+    with pytest.raises(ProcessLookupError):
+        os.kill(head["pid"], 0)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(deployed["url"] + "/openapi.json", timeout=2)
