@@ -57,12 +57,16 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
     from serving.app import APP_NAME, ModelServer
 
     dashboard = _join(address)
-    serve.start(http_options={"host": settings.host, "port": settings.port, "request_timeout_s": settings.request_timeout_s})
+    # Per-request access logs cost the proxy and the replica a formatted log line each; errors
+    # and warnings are still logged.
+    quiet = {"log_level": "WARNING", "enable_access_log": False}
+    serve.start(http_options={"host": settings.host, "port": settings.port, "request_timeout_s": settings.request_timeout_s}, logging_config=quiet)
     app = ModelServer.options(
         autoscaling_config=settings.autoscaling_config(),
         max_ongoing_requests=settings.max_ongoing_requests,
         max_queued_requests=settings.max_queued_requests,
         backpressure_config={"status_code": 503, "retry_after_s": 1},
+        logging_config=quiet,
         ray_actor_options={
             "num_cpus": settings.num_cpus_per_replica,
             "num_gpus": settings.num_gpus_per_replica,

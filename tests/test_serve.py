@@ -130,13 +130,14 @@ def test_body_limit_and_input_validation(served):
         assert httpx.post(f"{served['url']}/{ref}/predict", json={"inputs": ["a"]}, headers=_auth()).status_code == 404, ref
 
 
-def _load(url: str, *, threads: int, seconds: float, inputs: int) -> list[int]:
+def _load(url: str, *, threads: int, seconds: float, inputs: int, done: threading.Event | None = None) -> list[int]:
     codes: list[int] = []
     stop = time.monotonic() + seconds
+    done = done or threading.Event()
 
     def worker():
         with httpx.Client(timeout=30) as http:
-            while time.monotonic() < stop:
+            while time.monotonic() < stop and not done.is_set():
                 codes.append(http.post(url, json={"inputs": ["patient reports nephropathy today"] * inputs}, headers=_auth()).status_code)
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
@@ -162,11 +163,13 @@ def test_autoscaling_adds_a_replica_under_load(served):
     def watch():
         while not watcher_stop.is_set():
             seen.append(_running_replicas())
+            if seen[-1] >= 2:
+                watcher_stop.set()  # scaled: the load can stop
             time.sleep(0.5)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    codes = _load(served["url"] + "/planted/predict", threads=6, seconds=25, inputs=8)
+    codes = _load(served["url"] + "/planted/predict", threads=6, seconds=40, inputs=8, done=watcher_stop)
     watcher_stop.set()
     watcher.join()
     assert max(seen) >= 2, seen
