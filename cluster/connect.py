@@ -29,7 +29,8 @@ LOCAL_TRAIN_DRIVER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
-    """Join the cluster at `address` (or $RAY_ADDRESS), else start an embedded local one.
+    """Join the cluster at `address` (or $RAY_ADDRESS, or the biomed local head when one is
+    running), else start an embedded local one.
 
     Returns the cluster's resources. A Ray already initialised in this process is reused.
     """
@@ -37,7 +38,7 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
     for key, value in TRAIN_DRIVER_ENV.items():
         os.environ.setdefault(key, value)
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
+        address = address or os.environ.get("RAY_ADDRESS") or _local_head_address()
         if address:
             ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
         else:
@@ -47,6 +48,15 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
             # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.
             ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=True)
     return cluster_resources()
+
+
+def _local_head_address() -> str | None:
+    # A head started by `biomed serve deploy` is joined rather than a second cluster started
+    # beside it: with two on one machine, Ray's "auto" address look-ups pick either.
+    from cluster.local_head import read_head
+
+    head = read_head()
+    return head["address"] if head else None
 
 
 def cluster_resources() -> dict:

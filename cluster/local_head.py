@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,8 +69,12 @@ def start_head(*, num_cpus: int | None = None, timeout_s: float = 60.0) -> dict:
     gcs_port, dashboard_port = _free_port(), _free_port()
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    # Its own temp dir: `ray start` records its address in <temp dir>/ray_current_cluster, and in
+    # the shared /tmp/ray that stale record would steer other clusters' "auto" look-ups (Ray
+    # Train's placement-group cleaner) to this head after it stops. Short: it holds socket paths.
+    temp_dir = Path(tempfile.gettempdir()) / f"biomed-head-{gcs_port}"
     command = [
-        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--temp-dir={temp_dir}",
         "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
         "--disable-usage-stats",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import yaml
 from biomed.synthetic import write_planted_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests never join (or stop) a local head the developer may have running under ~/.biomed.
+os.environ["BIOMED_HOME"] = tempfile.mkdtemp(prefix="biomed-home-")
 
 
 @pytest.fixture(scope="session")
