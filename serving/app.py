@@ -83,6 +83,7 @@ class ModelServer:
         # One replica's threads stay within the CPUs it reserved.
         torch.set_num_threads(max(1, int(self._settings.num_cpus_per_replica)))
         self._pinned: dict[str, int] = {}
+        self._resolved: dict[str, str] = {}
         for ref in models:
             name, version = parse_ref(ref)
             self._pinned[name] = version if version is not None else self._registry.get(name)["version"]
@@ -110,6 +111,10 @@ class ModelServer:
         await asyncio.to_thread(golden_check, model)
 
     def _resolve(self, ref: str) -> str:
+        # Registered versions never change, so a resolved reference stays valid: no registry
+        # read on the request path after the first.
+        if ref in self._resolved:
+            return self._resolved[ref]
         if not MODEL_REF.fullmatch(ref):
             raise _error(404, f"no model {ref!r}: a model is 'name' or 'name@version' from the registry")
         name, version = parse_ref(ref)
@@ -120,7 +125,8 @@ class ModelServer:
             self._registry.get(f"{name}@{version}")
         except RegistryError as error:
             raise _error(404, str(error)) from None
-        return f"{name}@{version}"
+        self._resolved[ref] = f"{name}@{version}"
+        return self._resolved[ref]
 
     def _authorize(self, request: Request) -> None:
         if not authorized(request.headers.get("authorization"), self._token_sha256):
