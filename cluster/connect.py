@@ -39,10 +39,6 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
         os.environ.setdefault(key, value)
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or _local_head_address()
-        if address and address == _local_head_address():
-            # The local head runs with token auth on; a driver sends ~/.ray/auth_token only
-            # when it is told the cluster requires it.
-            os.environ["RAY_AUTH_MODE"] = "token"
         if address:
             ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
         else:

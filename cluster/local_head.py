@@ -52,6 +52,21 @@ def read_head() -> dict | None:
     return record
 
 
+def prepare_driver_auth(address: str | None) -> None:
+    """Make this process send Ray's auth token to the clusters this tool runs itself.
+
+    With no address, a command joins the local head or starts an embedded cluster; both run
+    with token auth on. A driver joining an existing cluster sends its token only under
+    RAY_AUTH_MODE=token, which Ray reads once, when it is imported: call this before anything
+    imports ray. Other clusters (an explicit address, $RAY_ADDRESS) keep the user's settings.
+    """
+    if os.environ.get("RAY_AUTH_MODE") or os.environ.get("RAY_ADDRESS"):
+        return
+    head = read_head()
+    if address is None or (head is not None and address == head["address"]):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _ensure_auth_token() -> None:
     # `ray start --head` enables token auth only when a token already exists.
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):

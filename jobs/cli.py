@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.errors import TrainingFailed
 
     args = build_parser().parse_args(argv)
+    from cluster.local_head import prepare_driver_auth
+
+    prepare_driver_auth(getattr(args, "address", None))
     try:
         return args.func(args)
     except (SpecError, RegistryError, ValueError, FileNotFoundError) as error:
