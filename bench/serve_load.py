@@ -30,18 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 from biomed.checkpoint import Predictor, save_model_checkpoint  # noqa: E402
 from biomed.models import build_classifier, load_tokenizer  # noqa: E402
+from cluster.local_head import free_port  # noqa: E402
 from jobs.registry import Registry  # noqa: E402
 
 TEXT = "I have taken this medicine for my migraines for three months and the headaches are much rarer."
 LABELS = ["migraine", "insomnia", "acne"]
 TOKEN = "bench-token"
 CONCURRENCY = (1, 8, 32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def register_tiny_model(storage: Path) -> Path:

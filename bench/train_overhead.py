@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -80,17 +81,9 @@ def plain_loop(spec) -> list[float]:
 def service_job(spec, *, env: dict) -> dict:
     from jobs.train import train
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, env):
         started_at = time.time()
         summary = train(spec)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     with open(Path(summary["run_path"]) / "metrics.csv") as f:
         epochs = [r for r in csv.DictReader(f) if r["kind"] == "epoch"]
     epoch_s = sum(float(r["epoch_seconds"]) for r in epochs)

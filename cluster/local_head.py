@@ -24,7 +24,8 @@ def state_dir() -> Path:
     return Path(os.environ.get("BIOMED_HOME", Path.home() / ".biomed"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -81,7 +82,7 @@ def start_head(*, num_cpus: int | None = None, timeout_s: float = 60.0) -> dict:
     if running is not None:
         return running
     _ensure_auth_token()
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    gcs_port, dashboard_port = free_port(), free_port()
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     # Its own temp dir: `ray start` records its address in <temp dir>/ray_current_cluster, and in

@@ -3,7 +3,6 @@ local Ray, queried with httpx and the package's client."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from cluster.local_head import free_port
 from jobs.registry import Registry
 from jobs.spec import parse_spec
 from jobs.train import train
@@ -22,12 +22,6 @@ from tests.conftest import tiny_spec
 
 TOKEN = "test-token-0123456789"
 RENAMED = {"cardiac": "heart", "renal": "kidney", "hepatic": "liver"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _renamed_copy(src: Path, dst: Path) -> None:
@@ -52,7 +46,7 @@ def served(ray_cluster, planted_dir, tmp_path_factory, monkeypatch_module):
     training = {"epochs": 4, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40}
     for name, data in (("planted", planted_dir), ("planted-other", other)):
         train(parse_spec(tiny_spec(data, storage, name=name, training=training, scaling={"num_workers": 1})))
-    port = _free_port()
+    port = free_port()
     settings = {
         "port": port, "num_cpus_per_replica": 0.5, "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
         "upscale_delay_s": 0.5, "downscale_delay_s": 2.0, "max_body_bytes": 4096, "max_inputs_per_request": 8, "max_batch_size": 8,
@@ -224,7 +218,7 @@ def test_cli_deploy_status_shutdown_on_a_local_head(served, tmp_path):
 
     env = {**os.environ, "BIOMED_HOME": str(tmp_path / "home"), "BIOMED_SERVE_TOKEN": TOKEN}
     env.pop("RAY_ADDRESS", None)
-    port = _free_port()
+    port = free_port()
 
     def biomed(*args: str) -> dict:
         proc = subprocess.run([sys.executable, "-m", "jobs.cli", "serve", *args, "--json"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
