@@ -47,8 +47,7 @@ def register_tiny_model(storage: Path) -> Path:
     model = build_classifier(backbone="tiny-bert", path=None, labels=LABELS, dropout=None, vocab_size=len(tokenizer)).eval()
     staging = storage / "staging"
     save_model_checkpoint(model, tokenizer, staging, {"task": "text_classification", "labels": LABELS, "max_seq_length": 64})
-    probs = Predictor(directory=staging).predict_proba([TEXT])[0]
-    record = {"task": "text_classification", "labels": LABELS, "probe": {"input": TEXT, "label": LABELS[int(probs.argmax())], "probabilities": [float(p) for p in probs]}}
+    record = {"task": "text_classification", "labels": LABELS, "probe": Predictor(directory=staging).probe(TEXT)}
     entry = Registry(root=storage / "registry").register(name="bench", model_dir=staging, record=record, selection={"metric": "val_loss", "mode": "min", "value": 1.0})
     return Path(entry["path"])
 

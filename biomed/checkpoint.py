@@ -58,3 +58,9 @@ class Predictor:
 
     def predict(self, texts: list[str]) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
+
+    def probe(self, text: str) -> dict:
+        """The prediction for one fixed input, as recorded at registration and re-checked by
+        serving replicas (the golden check): {"input", "label", "probabilities"}."""
+        probs = self.predict_proba([text])[0]
+        return {"input": text, "label": self.labels[int(probs.argmax())], "probabilities": [float(p) for p in probs]}

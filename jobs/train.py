@@ -98,12 +98,6 @@ def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
     return Path(ckpt.path), metrics
 
 
-def golden_probe(task, predictor: Predictor) -> dict:
-    """The checkpoint's prediction for the task's fixed probe input, kept in the registry."""
-    probs = predictor.predict_proba([task.probe_input])[0]
-    return {"input": task.probe_input, "label": predictor.labels[int(probs.argmax())], "probabilities": [float(p) for p in probs]}
-
-
 def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     """Test metrics of the checkpoint and of the TF-IDF + logistic regression baseline."""
     if splits.test is None:
@@ -138,7 +132,7 @@ def score_and_register(
         "test_metrics": test.get("model"),
         "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
         "spec": spec.model_dump(mode="json"),
-        "probe": golden_probe(get_task(spec.task.name), predictor),
+        "probe": predictor.probe(get_task(spec.task.name).probe_input),
         **(lineage or {}),
     }
     selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}

@@ -62,11 +62,10 @@ def golden_check(model: LoadedModel) -> None:
     probe = model.entry.get("probe")
     if not probe:
         raise GoldenCheckFailed(f"{model.model_id} has no probe prediction in the registry; register it again")
-    got = model.predictor.predict_proba([probe["input"]])[0]
-    label = model.predictor.labels[int(got.argmax())]
-    gap = float(np.abs(got - np.asarray(probe["probabilities"])).max())
-    if label != probe["label"] or gap > GOLDEN_ATOL:
-        raise GoldenCheckFailed(f"{model.model_id} predicted {label!r} (max probability gap {gap:.2e}) for the probe; the registry recorded {probe['label']!r}")
+    got = model.predictor.probe(probe["input"])
+    gap = float(np.abs(np.asarray(got["probabilities"]) - np.asarray(probe["probabilities"])).max())
+    if got["label"] != probe["label"] or gap > GOLDEN_ATOL:
+        raise GoldenCheckFailed(f"{model.model_id} predicted {got['label']!r} (max probability gap {gap:.2e}) for the probe; the registry recorded {probe['label']!r}")
 
 
 def _error(status: int, detail, headers: dict | None = None) -> HTTPException:
