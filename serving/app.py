@@ -86,7 +86,8 @@ class ModelServer:
         for ref in models:
             name, version = parse_ref(ref)
             self._pinned[name] = version if version is not None else self._registry.get(name)["version"]
-        self._primary = f"{parse_ref(models[0])[0]}@{self._pinned[parse_ref(models[0])[0]]}"
+        primary = parse_ref(models[0])[0]
+        self._primary = f"{primary}@{self._pinned[primary]}"
         # Serve's multiplexing LRU, sized from the settings (the decorator form fixes it at import).
         async def load(model_id: str) -> LoadedModel:
             return await self._load_model(model_id)
@@ -144,25 +145,20 @@ class ModelServer:
         return bytes(body)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _predict_batched(self, items: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+    async def _predict_batched(self, items: list[tuple[LoadedModel, list[str]]]) -> list[np.ndarray]:
         # One forward pass per model in the batch; requests may name different models.
         by_model: dict[str, list[int]] = {}
-        for i, (model_id, _) in enumerate(items):
-            by_model.setdefault(model_id, []).append(i)
+        for i, (model, _) in enumerate(items):
+            by_model.setdefault(model.model_id, []).append(i)
         out: list[np.ndarray] = [np.empty(0)] * len(items)
-        for model_id, rows in by_model.items():
-            model = await self.get_model(model_id)
+        for rows in by_model.values():
             texts = [t for i in rows for t in items[i][1]]
-            probs = await asyncio.to_thread(model.predictor.predict_proba, texts)
+            probs = await asyncio.to_thread(items[rows[0]][0].predictor.predict_proba, texts)
             start = 0
             for i in rows:
                 out[i] = probs[start : start + len(items[i][1])]
                 start += len(items[i][1])
         return out
-
-    async def _predict_one(self, model_id: str, texts: list[str]) -> np.ndarray:
-        model = await self.get_model(model_id)
-        return await asyncio.to_thread(model.predictor.predict_proba, texts)
 
     @app.post("/{model}/predict", response_model=ClassificationResponse, openapi_extra=openapi_request_body())
     async def predict(self, model: str, request: Request):
@@ -175,7 +171,10 @@ class ModelServer:
             texts = schema.parse(body, self._settings)
         except InputError as error:
             return JSONResponse(status_code=422, content={"detail": error.errors})
-        call = self._predict_batched((model_id, texts)) if self._settings.batching else self._predict_one(model_id, texts)
+        if self._settings.batching:
+            call = self._predict_batched((loaded, texts))
+        else:
+            call = asyncio.to_thread(loaded.predictor.predict_proba, texts)
         try:
             # The server's own deadline: a client's x-request-timeout-seconds header only
             # reaches the proxy, so it can never lift this one.
