@@ -27,18 +27,19 @@ def settings_for(entry: dict, overrides: dict) -> ServeSpec:
 
 
 def _join(address: str | None) -> str | None:
-    """Connect to `address`, $RAY_ADDRESS, or the local head (started if needed)."""
+    """Connect to `address` or $RAY_ADDRESS, else to the local head (started if needed; connect()
+    joins a running head by itself). Returns the dashboard URL of the local head, if used."""
     import ray
 
     if ray.is_initialized():  # a caller (a test, a notebook) already joined a cluster
         return None
-    address = address or os.environ.get("RAY_ADDRESS")
-    started = None
-    if address is None:
-        head = start_head()
-        address, started = head["address"], head
+    head = None if (address or os.environ.get("RAY_ADDRESS")) else start_head()
     connect(address=address)
-    return started["dashboard_url"] if started else None
+    return head["dashboard_url"] if head else None
+
+
+def _no_cluster(address: str | None) -> bool:
+    return not (address or os.environ.get("RAY_ADDRESS") or read_head())
 
 
 def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None = None, address: str | None = None) -> dict:
@@ -94,9 +95,9 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
 def status(*, address: str | None = None) -> dict:
     from ray import serve
 
-    if (address or os.environ.get("RAY_ADDRESS")) is None and read_head() is None:
+    if _no_cluster(address):
         return {"running": False, "reason": "no local head is running (biomed serve deploy starts one)"}
-    connect(address=address or os.environ.get("RAY_ADDRESS") or read_head()["address"])
+    connect(address=address)
     details = serve.status()
     apps = {}
     for name, app in details.applications.items():
@@ -117,11 +118,9 @@ def shutdown(*, address: str | None = None) -> dict:
     """Remove the application; stop the local head too when this tool started it."""
     from ray import serve
 
-    explicit = address or os.environ.get("RAY_ADDRESS")
-    head = read_head()
-    if explicit is None and head is None:
+    if _no_cluster(address):
         return {"stopped_serve": False, "stopped_local_head": False}
-    connect(address=explicit or head["address"])
+    connect(address=address)
     serve.shutdown()
-    stopped_head = stop_head() if explicit is None else False
+    stopped_head = stop_head() if not (address or os.environ.get("RAY_ADDRESS")) else False
     return {"stopped_serve": True, "stopped_local_head": stopped_head}
