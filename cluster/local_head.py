@@ -76,8 +76,9 @@ def _ensure_auth_token() -> None:
         subprocess.run([str(Path(sys.executable).with_name("ray")), "get-auth-token", "--generate"], check=True, capture_output=True)
 
 
-def start_head(*, num_cpus: int | None = None, timeout_s: float = 60.0) -> dict:
-    """Start a local head (or return the running one): {"address", "dashboard_url", "pid"}."""
+def start_head(*, num_cpus: int | None = None, started_by: str = "serve", timeout_s: float = 60.0) -> dict:
+    """Start a local head (or return the running one): {"address", "dashboard_url", "pid",
+    "started_by"}. `started_by` ("serve" or "cluster") decides which command's shutdown stops it."""
     running = read_head()
     if running is not None:
         return running
@@ -93,14 +94,20 @@ def start_head(*, num_cpus: int | None = None, timeout_s: float = 60.0) -> dict:
         str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--temp-dir={temp_dir}",
         "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+        # Ray's fixed defaults (agent HTTP 52365, client server 10001) clash with any other Ray on
+        # this machine; a clashing agent disables the Jobs API ("No available agent").
+        f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
         "--disable-usage-stats",
     ]
     if num_cpus is not None:
         command.append(f"--num-cpus={num_cpus}")
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # Jobs submitted to this head run `python -m jobs.cli ...`: the interpreter that started the
+    # head (the project's venv) must come first on their PATH, activated or not.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": path}
     log = open(folder / "local_head.log", "ab")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    record = {"address": f"127.0.0.1:{gcs_port}", "dashboard_url": f"http://127.0.0.1:{dashboard_port}", "pid": process.pid}
+    record = {"address": f"127.0.0.1:{gcs_port}", "dashboard_url": f"http://127.0.0.1:{dashboard_port}", "pid": process.pid, "started_by": started_by}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -116,24 +123,34 @@ def start_head(*, num_cpus: int | None = None, timeout_s: float = 60.0) -> dict:
     return record
 
 
-def stop_pid(pid: int, *, timeout_s: float = 30.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid):
+def stop_pid(pid: int, *, grace_s: float = 10.0) -> None:
+    """Stop the head started as `pid` and every process in its session (its process group: the
+    Ray processes it spawned, and nothing else): SIGTERM, then SIGKILL after `grace_s`."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
         try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.2)
+            # The group too: `ray start --block` alone can take 30 s or more to take down the
+            # workers a finished job left behind.
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and _alive(pid):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.2)
+        if not _alive(pid):
+            return
 
 
-def stop_head() -> bool:
-    """Stop the local head this tool started; False when none was running."""
+def stop_head(*, only_started_by: str | None = None) -> bool:
+    """Stop the local head this tool started; False when none was running (or it was started by
+    another command than `only_started_by`: `serve shutdown` leaves a `cluster up` head alone)."""
     record = read_head()
-    if record is None:
+    if record is None or (only_started_by is not None and record.get("started_by", "serve") != only_started_by):
         return False
     stop_pid(record["pid"])
     (state_dir() / STATE_FILE).unlink(missing_ok=True)

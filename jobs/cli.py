@@ -1,16 +1,18 @@
 """`biomed` command line. Thin: each command parses, calls one function, prints the result.
 
 Every command takes --json: the final summary is then printed as one JSON object on the last
-line of stdout (progress goes to stderr). Exit codes: 0 ok, 1 the job failed, 2 bad input.
+line of stdout (progress goes to stderr). Exit codes: 0 ok, 1 the job failed, 2 bad input (spec, data, resources the cluster lacks),
+3 the cluster is unreachable or refused our credentials.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CLUSTER = 1, 2, 3
 
 
 def _emit(payload, *, as_json: bool, human) -> None:
@@ -31,6 +33,11 @@ def cmd_validate(args) -> int:
     spec = load_spec(args.spec)
     report = load_splits(spec).report
     payload = {"valid": True, "name": spec.name, "labels": spec.task.labels, "metric": spec.metric, "mode": spec.mode, "data": report}
+    if args.cluster_config:
+        from cluster.resources import check_scaling_fits, load_cluster_config, shapes_from_config
+
+        shapes = shapes_from_config(load_cluster_config(args.cluster_config))
+        payload["cluster"] = check_scaling_fits(spec.scaling, shapes, source=f"cluster config {args.cluster_config!r}")
     _emit(payload, as_json=args.json, human=lambda p: (print(f"{args.spec}: valid"), _pretty(p)))
     return 0
 
@@ -57,7 +64,7 @@ def cmd_train(args) -> int:
     from jobs.spec import load_spec
     from jobs.train import train
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, storage_path=args.storage_path)
     summary = train(spec, address=args.address)
     _emit(summary, as_json=args.json, human=_print_train_summary)
     return 0
@@ -67,7 +74,7 @@ def cmd_tune(args) -> int:
     from jobs.spec import load_spec
     from jobs.tune import tune_search
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, storage_path=args.storage_path)
     summary = tune_search(spec, address=args.address, resume=args.resume)
     _emit(summary, as_json=args.json, human=_print_tune_summary)
     return 0
@@ -139,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", parents=[json_flag], help="validate a spec and its data; starts no Ray")
     p.add_argument("spec")
+    p.add_argument("--cluster-config", default=None, help="also check the spec's scaling against this Ray cluster launcher file's node types")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("schema", parents=[json_flag], help="print the job spec's JSON schema")
     p.set_defaults(func=cmd_schema)
@@ -149,10 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[json_flag], help="fine-tune per a spec and register the best checkpoint")
     p.add_argument("spec")
     p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
+    p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("tune", parents=[json_flag], help="hyperparameter search per the spec's tune: section; registers the best trial")
     p.add_argument("spec")
     p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
+    p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search; finished trials are not rerun")
     p.set_defaults(func=cmd_tune)
     p = sub.add_parser("models", help="the checkpoint registry")
@@ -169,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from serving.cli import add_serve_parser
 
     add_serve_parser(sub, parents=[json_flag, storage])
+    from cluster.cli import add_cluster_parsers
+
+    add_cluster_parsers(sub, json_flag=json_flag)
     return parser
 
 
@@ -180,12 +193,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cluster.local_head import prepare_driver_auth
 
-    prepare_driver_auth(getattr(args, "address", None))
+    if args.command in ("submit", "jobs", "cluster"):
+        # These talk to a cluster's dashboard, and the clusters this tool starts or describes
+        # (cluster up --local, cluster.yaml) all have token auth on: send the token unless the
+        # user chose a mode. Set before ray is imported, which is when Ray reads it.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    else:
+        prepare_driver_auth(getattr(args, "address", None))
+    from cluster.resources import ClusterUnavailable
+
     try:
         return args.func(args)
     except (SpecError, RegistryError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ClusterUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CLUSTER
     except TrainingFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -259,8 +259,8 @@ def parse_spec(raw: dict) -> JobSpec:
         raise SpecError(format_validation_error(error)) from None
 
 
-def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a YAML spec file."""
+def load_spec(path: str | Path, *, storage_path: str | None = None) -> JobSpec:
+    """Read and validate a YAML spec file; `storage_path` replaces the file's own."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file not found: {str(path)!r}")
@@ -270,4 +270,6 @@ def load_spec(path: str | Path) -> JobSpec:
         raise SpecError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    if storage_path is not None:
+        raw["storage_path"] = storage_path
     return parse_spec(raw)

@@ -122,5 +122,5 @@ def shutdown(*, address: str | None = None) -> dict:
         return {"stopped_serve": False, "stopped_local_head": False}
     connect(address=address)
     serve.shutdown()
-    stopped_head = stop_head() if not (address or os.environ.get("RAY_ADDRESS")) else False
+    stopped_head = stop_head(only_started_by="serve") if not (address or os.environ.get("RAY_ADDRESS")) else False
     return {"stopped_serve": True, "stopped_local_head": stopped_head}
