@@ -155,4 +155,28 @@ def test_refusals_are_clear_and_submit_nothing(head):
     no_gpu = biomed("submit", gpu, "--address", url, "--storage-path", str(head["storage"]))
     assert no_gpu.returncode == 2 and "scaling.use_gpu is true but the cluster" in no_gpu.stderr and "has no GPU nodes" in no_gpu.stderr
 
+    no_tune = biomed("submit", spec, "--tune", "--address", url, "--storage-path", str(head["storage"]))
+    assert no_tune.returncode == 2 and "needs a tune: section" in no_tune.stderr
+
     assert _job_ids(head) == before
+
+
+def test_serve_shutdown_leaves_a_cluster_up_head_alone(tmp_path, monkeypatch):
+    """`down` and `serve shutdown` stop only the head their own command started."""
+    from cluster import local_head
+
+    monkeypatch.setenv("BIOMED_HOME", str(tmp_path))
+    # A stand-in process in its own session, recorded as a head `cluster up` started.
+    proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    (tmp_path / local_head.STATE_FILE).write_text(json.dumps({"address": "127.0.0.1:1", "dashboard_url": "http://127.0.0.1:2", "pid": proc.pid, "started_by": "cluster"}))
+    try:
+        assert local_head.stop_head(only_started_by="serve") is False
+        assert proc.poll() is None
+        assert local_head.stop_head(only_started_by="cluster") is True
+        proc.wait(timeout=15)  # stop_head already reaped it: gone, not a zombie
+        with pytest.raises(ProcessLookupError):
+            os.kill(proc.pid, 0)
+        assert local_head.read_head() is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
