@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         # (cluster up --local, cluster.yaml) all have token auth on: send the token unless the
         # user chose a mode. Set before ray is imported, which is when Ray reads it.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    else:
+    elif args.command in ("train", "tune", "serve"):
         prepare_driver_auth(getattr(args, "address", None))
     from cluster.resources import ClusterUnavailable
 

@@ -43,7 +43,7 @@ def head(tmp_path_factory, planted_dir):
     assert up.returncode == 0, up.stderr[-3000:]
     record = _last_json(up)
     try:
-        yield {"url": record["dashboard_url"], "pid": record["pid"], "project": project, "storage": root / "runs", "biomed": biomed, "env": env}
+        yield {"url": record["dashboard_url"], "address": record["address"], "pid": record["pid"], "project": project, "storage": root / "runs", "biomed": biomed, "env": env}
     finally:
         down = biomed("cluster", "down", "--json")
     assert _last_json(down) == {"stopped_local_head": True}
@@ -71,6 +71,10 @@ def test_cluster_info_reports_the_heads_resources(head):
     payload = _last_json(info)
     assert payload["num_cpus"] == 2 and payload["num_gpus"] == 0 and payload["num_nodes"] == 1
     assert payload["nodes"][0]["is_head"]
+    # The same figures when joining as a driver through the GCS address.
+    joined = head["biomed"]("cluster", "info", "--address", head["address"], "--json")
+    assert joined.returncode == 0, joined.stderr[-2000:]
+    assert {k: _last_json(joined)[k] for k in ("num_cpus", "num_gpus", "num_nodes")} == {"num_cpus": 2, "num_gpus": 0, "num_nodes": 1}
 
 
 def test_submitted_job_succeeds_registers_its_checkpoint_and_is_not_resubmitted(head):
