@@ -22,9 +22,10 @@ WORKER_ENV = {
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 # Ray Train V2's controller polls its workers every 2 s by default, so every state change (workers
-# up, training finished) waits up to 2 s; 0.5 s cuts that per-job latency at the cost of a few
-# more small RPCs. Propagated from the driver's environment to the controller by Train itself.
-TRAIN_DRIVER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+# up, training finished) waits up to 2 s. 0.1 s cuts that per-job latency (measured: fixed cost
+# 12.3 s at 2 s, 10.6-12.2 s at 0.5 s, 9.2-9.9 s at 0.1 s) for a few more small RPCs; it also
+# notices a dead worker sooner. Propagated from the driver's environment to the controller by Train.
+TRAIN_DRIVER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
 
 # On the embedded single-node cluster a drained node is the whole cluster, so Ray Train's
 # preemption watcher (one more actor process per run) has nothing to save there. Kept on for
