@@ -159,6 +159,12 @@ def test_refusals_are_clear_and_submit_nothing(head):
     no_gpu = biomed("submit", gpu, "--address", url, "--storage-path", str(head["storage"]))
     assert no_gpu.returncode == 2 and "scaling.use_gpu is true but the cluster" in no_gpu.stderr and "has no GPU nodes" in no_gpu.stderr
 
+    # Against the launcher file's node types (what the autoscaler could add), not the live nodes.
+    cluster_yaml = str(Path(__file__).resolve().parents[1] / "cluster.yaml")
+    huge = _spec(head, "huge.yaml", name="planted-huge", scaling={"num_workers": 1, "use_gpu": True, "gpus_per_worker": 16})
+    too_many_gpus = biomed("submit", huge, "--address", url, "--storage-path", str(head["storage"]), "--cluster-config", cluster_yaml)
+    assert too_many_gpus.returncode == 2 and "scaling.gpus_per_worker=16: the largest node of cluster config" in too_many_gpus.stderr
+
     no_tune = biomed("submit", spec, "--tune", "--address", url, "--storage-path", str(head["storage"]))
     assert no_tune.returncode == 2 and "needs a tune: section" in no_tune.stderr
 
