@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from jobs.output import emit, pretty
+
 ADDRESS_HELP = "the Ray dashboard URL, e.g. http://127.0.0.1:8265 (default: $RAY_ADDRESS, else the local head)"
 
 
@@ -46,17 +48,6 @@ def add_cluster_parsers(sub, *, json_flag: argparse.ArgumentParser) -> None:
         j.set_defaults(func=cmd_jobs)
 
 
-def _emit(payload, *, as_json: bool, human) -> None:
-    if as_json:
-        print(json.dumps(payload, default=str))
-    else:
-        human(payload)
-
-
-def _pretty(payload) -> None:
-    print(json.dumps(payload, indent=2, default=str))
-
-
 def cmd_cluster(args) -> int:
     from cluster.local_head import start_head, stop_head
 
@@ -67,14 +58,14 @@ def cmd_cluster(args) -> int:
         wait_for_nodes(head["dashboard_url"])
         token = Path.home() / ".ray" / "auth_token"
         payload = {**head, "token_path": str(token)}
-        _emit(payload, as_json=args.json, human=_print_up)
+        emit(payload, as_json=args.json, human=_print_up)
     elif args.cluster_command == "down":
         stopped = stop_head(only_started_by="cluster")
-        _emit({"stopped_local_head": stopped}, as_json=args.json, human=lambda p: print("stopped the local head" if stopped else "no local head started by `biomed cluster up --local` is running"))
+        emit({"stopped_local_head": stopped}, as_json=args.json, human=lambda p: print("stopped the local head" if stopped else "no local head started by `biomed cluster up --local` is running"))
     else:
         from cluster.connect import cluster_info
 
-        _emit(cluster_info(address=args.address), as_json=args.json, human=_print_info)
+        emit(cluster_info(address=args.address), as_json=args.json, human=_print_info)
     return 0
 
 
@@ -102,7 +93,7 @@ def cmd_submit(args) -> int:
         job_logs(result["submission_id"], address=result["address"], follow=True, write=lambda text, end="": sys.stderr.write(text + end))
         final = wait_for(result["submission_id"], address=result["address"], statuses=TERMINAL_STATUSES, timeout_s=30)
         result = {**result, "status": final["status"], "message": final["message"]}
-    _emit(result, as_json=args.json, human=_print_submit)
+    emit(result, as_json=args.json, human=_print_submit)
     return 0 if not args.follow or result["status"] == "SUCCEEDED" else 1
 
 
@@ -116,16 +107,16 @@ def cmd_jobs(args) -> int:
     from cluster import submit
 
     if args.jobs_command == "list":
-        _emit({"jobs": submit.list_jobs(address=args.address)}, as_json=args.json, human=lambda p: _print_jobs(p["jobs"]))
+        emit({"jobs": submit.list_jobs(address=args.address)}, as_json=args.json, human=lambda p: _print_jobs(p["jobs"]))
     elif args.jobs_command == "status":
-        _emit(submit.job_status(args.job_id, address=args.address), as_json=args.json, human=_pretty)
+        emit(submit.job_status(args.job_id, address=args.address), as_json=args.json, human=pretty)
     elif args.jobs_command == "logs":
         # Logs go to stdout as they are; with --json the final status is the last line.
         row = submit.job_logs(args.job_id, address=args.address, follow=args.follow)
         if args.json:
             print(json.dumps(row, default=str))
     else:
-        _emit(submit.stop_job(args.job_id, address=args.address), as_json=args.json, human=lambda p: print(f"{p['submission_id']}: {p['status']}"))
+        emit(submit.stop_job(args.job_id, address=args.address), as_json=args.json, human=lambda p: print(f"{p['submission_id']}: {p['status']}"))
     return 0
 
 

@@ -7,6 +7,8 @@ import os
 
 import ray
 
+from cluster.local_head import read_head
+
 # Workers inherit the driver's environment when the driver starts the local cluster: no hub
 # look-ups at run time, and no tokenizer thread pools fighting the training threads.
 WORKER_ENV = {
@@ -67,7 +69,7 @@ def _driver_runtime_env() -> dict | None:
 def _local_head_address() -> str | None:
     # A head started by `biomed serve deploy` is joined rather than a second cluster started
     # beside it: with two on one machine, Ray's "auto" address look-ups pick either.
-    head = _local_head()
+    head = read_head()
     return head["address"] if head else None
 
 
@@ -91,7 +93,7 @@ def cluster_info(*, address: str | None = None) -> dict:
 
     address = address or os.environ.get("RAY_ADDRESS")
     if address is None:
-        head = _local_head()
+        head = read_head()
         address = head["dashboard_url"] if head else None
     if address and address.startswith(("http://", "https://")):
         from cluster.submit import jobs_client
@@ -116,9 +118,3 @@ def cluster_info(*, address: str | None = None) -> dict:
     finally:
         if started_here:
             ray.shutdown()
-
-
-def _local_head() -> dict | None:
-    from cluster.local_head import read_head
-
-    return read_head()

@@ -60,8 +60,8 @@ def jobs_client(address: str | None):
         ) from None
 
 
-def submission_id_for(spec, command: str) -> str:
-    return f"biomed-{command}-{spec.name}-{spec.spec_hash()[:12]}"
+def submission_id_for(name: str, spec_hash: str, command: str) -> str:
+    return f"biomed-{command}-{name}-{spec_hash[:12]}"
 
 
 def _attempt(job_id: str, base: str) -> int:
@@ -117,9 +117,10 @@ def submit_spec(
         shapes, source = shapes_from_nodes(live_nodes(url)), f"the cluster at {url}"
     plan = check_scaling_fits(spec.scaling, shapes, source=source)
 
-    base = submission_id_for(spec, command)
+    spec_hash = spec.spec_hash()
+    base = submission_id_for(spec.name, spec_hash, command)
     attempts = sorted((j for j in client.list_jobs() if j.submission_id and _attempt(j.submission_id, base)), key=lambda j: _attempt(j.submission_id, base))
-    summary = {"name": spec.name, "spec_hash": spec.spec_hash(), "address": url, "storage_path": spec.storage_path, "resources": plan}
+    summary = {"name": spec.name, "spec_hash": spec_hash, "address": url, "storage_path": spec.storage_path, "resources": plan}
     if attempts and str(attempts[-1].status.value) in KEEP_STATUSES:
         latest = attempts[-1]
         return {**summary, "submitted": False, "submission_id": latest.submission_id, "status": str(latest.status.value), "reason": f"the same spec was already submitted and is {latest.status.value}"}
@@ -131,7 +132,7 @@ def submit_spec(
             entrypoint=entrypoint,
             submission_id=job_id,
             runtime_env=_runtime_env(working_dir, spec.storage_path),
-            metadata={"biomed_name": spec.name, "biomed_command": command, "biomed_spec_hash": spec.spec_hash()},
+            metadata={"biomed_name": spec.name, "biomed_command": command, "biomed_spec_hash": spec_hash},
         )
     except RuntimeError as error:
         if "already exists" not in str(error):

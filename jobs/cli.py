@@ -1,8 +1,8 @@
 """`biomed` command line. Thin: each command parses, calls one function, prints the result.
 
 Every command takes --json: the final summary is then printed as one JSON object on the last
-line of stdout (progress goes to stderr). Exit codes: 0 ok, 1 the job failed, 2 bad input (spec, data, resources the cluster lacks),
-3 the cluster is unreachable or refused our credentials.
+line of stdout (progress goes to stderr). Exit codes: 0 ok, 1 the job failed, 2 bad input (spec,
+data, resources the cluster lacks), 3 the cluster is unreachable or refused our credentials.
 """
 
 from __future__ import annotations
@@ -12,18 +12,9 @@ import json
 import os
 import sys
 
+from jobs.output import emit, pretty
+
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CLUSTER = 1, 2, 3
-
-
-def _emit(payload, *, as_json: bool, human) -> None:
-    if as_json:
-        print(json.dumps(payload, default=str))
-    else:
-        human(payload)
-
-
-def _pretty(payload) -> None:
-    print(json.dumps(payload, indent=2, default=str))
 
 
 def cmd_validate(args) -> int:
@@ -38,7 +29,7 @@ def cmd_validate(args) -> int:
 
         shapes = shapes_from_config(load_cluster_config(args.cluster_config))
         payload["cluster"] = check_scaling_fits(spec.scaling, shapes, source=f"cluster config {args.cluster_config!r}")
-    _emit(payload, as_json=args.json, human=lambda p: (print(f"{args.spec}: valid"), _pretty(p)))
+    emit(payload, as_json=args.json, human=lambda p: (print(f"{args.spec}: valid"), pretty(p)))
     return 0
 
 
@@ -56,7 +47,7 @@ def cmd_data(args) -> int:
         print(f"error: unknown data set {args.dataset!r}; known: {sorted(DATASETS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     summary = DATASETS[args.dataset](args.out)
-    _emit(summary, as_json=args.json, human=_pretty)
+    emit(summary, as_json=args.json, human=pretty)
     return 0
 
 
@@ -66,7 +57,7 @@ def cmd_train(args) -> int:
 
     spec = load_spec(args.spec, storage_path=args.storage_path)
     summary = train(spec, address=args.address)
-    _emit(summary, as_json=args.json, human=_print_train_summary)
+    emit(summary, as_json=args.json, human=_print_train_summary)
     return 0
 
 
@@ -76,7 +67,7 @@ def cmd_tune(args) -> int:
 
     spec = load_spec(args.spec, storage_path=args.storage_path)
     summary = tune_search(spec, address=args.address, resume=args.resume)
-    _emit(summary, as_json=args.json, human=_print_tune_summary)
+    emit(summary, as_json=args.json, human=_print_tune_summary)
     return 0
 
 
@@ -105,10 +96,10 @@ def cmd_models(args) -> int:
     registry = registry_for(args.storage)
     if args.models_command == "list":
         rows = registry.summary()
-        _emit({"models": rows}, as_json=args.json, human=lambda p: _print_models(p["models"]))
+        emit({"models": rows}, as_json=args.json, human=lambda p: _print_models(p["models"]))
     else:
         entry = registry.get(args.ref)
-        _emit(entry, as_json=args.json, human=_pretty)
+        emit(entry, as_json=args.json, human=pretty)
     return 0
 
 
@@ -132,7 +123,7 @@ def cmd_predict(args) -> int:
         for text, p in zip(args.text, probs)
     ]
     payload = {"model": entry["name"], "version": entry["version"], "predictions": rows}
-    _emit(payload, as_json=args.json, human=lambda p: [print(f"{r['label']}\t{r['input'][:80]}") for r in p["predictions"]])
+    emit(payload, as_json=args.json, human=lambda p: [print(f"{r['label']}\t{r['input'][:80]}") for r in p["predictions"]])
     return 0
 
 

@@ -4,8 +4,8 @@ descriptions are their help text."""
 from __future__ import annotations
 
 import argparse
-import json
 
+from jobs.output import emit, pretty
 from serving.config import ServeSpec
 
 
@@ -40,18 +40,11 @@ def cmd_serve(args) -> int:
         payload = deploy(args.refs, storage_path=args.storage, overrides=overrides, address=args.address)
         human = _print_deploy
     elif args.serve_command == "status":
-        payload, human = status(address=args.address), _print_json
+        payload, human = status(address=args.address), pretty
     else:
-        payload, human = shutdown(address=args.address), _print_json
-    if args.json:
-        print(json.dumps(payload, default=str))
-    else:
-        human(payload)
+        payload, human = shutdown(address=args.address), pretty
+    emit(payload, as_json=args.json, human=human)
     return 0
-
-
-def _print_json(payload: dict) -> None:
-    print(json.dumps(payload, indent=2, default=str))
 
 
 def _print_deploy(p: dict) -> None:
