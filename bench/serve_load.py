@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from biomed.checkpoint import Predictor, save_model_checkpoint  # noqa: E402
-from biomed.models import build_classifier, load_tokenizer  # noqa: E402
+from biomed.encoding import build_encoder  # noqa: E402
+from biomed.models import backbone_tokenizer, build_classifier  # noqa: E402
 from cluster.local_head import free_port  # noqa: E402
 from jobs.registry import Registry  # noqa: E402
 
@@ -42,11 +43,12 @@ CONCURRENCY = (1, 8, 32)
 def register_tiny_model(storage: Path) -> Path:
     import torch
 
-    tokenizer = load_tokenizer(backbone="tiny-bert", path=None)
+    encoder = build_encoder("text", train_inputs=[], backbone_tokenizer=backbone_tokenizer(backbone="tiny-bert", path=None, input_kind="text"))
     torch.manual_seed(0)
-    model = build_classifier(backbone="tiny-bert", path=None, labels=LABELS, dropout=None, vocab_size=len(tokenizer)).eval()
+    model = build_classifier(backbone="tiny-bert", path=None, labels=LABELS, num_outputs=len(LABELS), dropout=None, vocab_size=encoder.vocab_size).eval()
     staging = storage / "staging"
-    save_model_checkpoint(model, tokenizer, staging, {"task": "text_classification", "labels": LABELS, "max_seq_length": 64})
+    metadata = {"task": "text_classification", "labels": LABELS, "max_seq_length": 64, "validator": {"kind": "text"}}
+    save_model_checkpoint(model, encoder, staging, metadata)
     record = {"task": "text_classification", "labels": LABELS, "probe": Predictor(directory=staging).probe(TEXT)}
     entry = Registry(root=storage / "registry").register(name="bench", model_dir=staging, record=record, selection={"metric": "val_loss", "mode": "min", "value": 1.0})
     return Path(entry["path"])

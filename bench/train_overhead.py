@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from biomed.models import build_classifier, load_tokenizer  # noqa: E402
+from biomed.models import build_classifier, backbone_tokenizer  # noqa: E402
 from biomed.synthetic import write_planted_text  # noqa: E402
 from biomed.text import collate, encode_texts  # noqa: E402
 from jobs.spec import parse_spec  # noqa: E402
@@ -55,10 +55,11 @@ def plain_loop(spec) -> list[float]:
     t = spec.training
     torch.manual_seed(t.seed)
     splits = load_splits(spec)
-    tokenizer = load_tokenizer(backbone=spec.model.backbone, path=None)
-    ids = encode_texts(tokenizer, splits.train.texts, max_length=t.max_seq_length)
-    targets = torch.from_numpy(splits.train.label_ids)
-    model = build_classifier(backbone="tiny-bert", path=None, labels=spec.task.labels, dropout=None, vocab_size=len(tokenizer))
+    tokenizer = backbone_tokenizer(backbone=spec.model.backbone, path=None, input_kind="text")
+    ids = encode_texts(tokenizer, splits.train.inputs, max_length=t.max_seq_length)
+    targets = torch.from_numpy(splits.train.targets)
+    labels = spec.task.labels
+    model = build_classifier(backbone="tiny-bert", path=None, labels=labels, num_outputs=len(labels), dropout=None, vocab_size=len(tokenizer))
     optimizer = _optimizer(model, spec)
     steps = len(epoch_batches(len(ids), epoch=0, seed=t.seed, rank=0, world=1, batch_size=t.batch_size_per_worker))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * steps * t.epochs), steps * t.epochs)

@@ -1,8 +1,10 @@
 """The model checkpoint format: a plain Hugging Face folder plus biomed.json.
 
 `save_pretrained` writes safetensors + config (with id2label) + tokenizer, so
-`AutoModelForSequenceClassification.from_pretrained(path)` works without this package.
-biomed.json records what the service needs beyond that: task, labels, input limits.
+`AutoModelForSequenceClassification.from_pretrained(path)` works without this package (the
+tabular MLP needs `import biomed.tabular` to register its class). biomed.json records what the
+service needs beyond that: task, labels, the input check, the encoder (k-mer settings, feature
+statistics) and the target scaling.
 """
 
 from __future__ import annotations
@@ -13,54 +15,96 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from biomed.text import collate, encode_texts, length_sorted_batches
+import biomed.tabular  # noqa: F401  (registers the MLP with the Auto classes)
+from biomed.encoding import Encoder, load_encoder
+from biomed.inputs import validator_from_dict
+from biomed.tasks import get_task
+from biomed.text import length_sorted_batches
 
 METADATA_FILE = "biomed.json"
 
 
-def save_model_checkpoint(model, tokenizer, directory: str | Path, metadata: dict) -> None:
+def save_model_checkpoint(model, encoder: Encoder, directory: str | Path, metadata: dict) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    encoder.save(directory)
+    payload = {**metadata, "encoder": encoder.metadata()}
+    (directory / METADATA_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
 
 
 def read_metadata(directory: str | Path) -> dict:
     return json.loads((Path(directory) / METADATA_FILE).read_text())
 
 
+@torch.inference_mode()
+def raw_outputs(model, encoded, rows: np.ndarray, *, batch_size: int, device=None, dtype=None) -> np.ndarray:
+    """Model outputs (logits) for `rows` of the encoded inputs, in row order; batches group
+    similar lengths so little compute goes to padding."""
+    device = device or torch.device("cpu")
+    model.eval()
+    lengths = encoded.lengths()
+    order = length_sorted_batches(len(rows), [lengths[r] for r in rows], batch_size)
+    out = None
+    for batch_pos in order:
+        batch = {k: v.to(device) for k, v in encoded.batch(rows[batch_pos]).items()}
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**batch).logits.float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
+        out[batch_pos] = logits
+    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+
 class Predictor:
-    """Loads a checkpoint folder (safetensors only) and predicts label probabilities."""
+    """Loads a checkpoint folder (safetensors only), checks inputs and predicts.
+
+    Predictions per target kind: class probabilities (N, K), values (N,) in the target's
+    units, or log-risk scores (N,).
+    """
 
     def __init__(self, *, directory: str | Path, batch_size: int = 32):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         self.directory = Path(directory)
         self.metadata = read_metadata(self.directory)
-        self.labels: list[str] = self.metadata["labels"]
+        self.task = get_task(self.metadata["task"])
+        self.labels: list[str] = self.metadata.get("labels") or []
         self.max_length: int = self.metadata["max_seq_length"]
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            self.directory, use_safetensors=True
-        ).eval()
+        self.encoder = load_encoder(self.directory, self.metadata)
+        self.validator = validator_from_dict(self.metadata.get("validator", {"kind": "text"}))
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.directory, use_safetensors=True).eval()
 
-    @torch.inference_mode()
+    def validate(self, inputs: list) -> list:
+        """Normalised inputs, or InvalidInputs naming each bad one (the training-time check)."""
+        return self.validator.validate(inputs)
+
+    def predict(self, inputs: list, *, validated: bool = False) -> np.ndarray:
+        if not validated:
+            inputs = self.validate(inputs)
+        encoded = self.encoder.encode(inputs, max_length=self.max_length)
+        outputs = raw_outputs(self.model, encoded, np.arange(len(inputs)), batch_size=self.batch_size)
+        return self.task.target.predictions(outputs, self.metadata.get("target_scaling"))
+
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        ids = encode_texts(self.tokenizer, texts, max_length=self.max_length)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for rows in length_sorted_batches(len(ids), [len(i) for i in ids], self.batch_size):
-            batch = collate([ids[r] for r in rows], pad_id=self.tokenizer.pad_token_id)
-            logits = self.model(**batch).logits
-            out[rows] = torch.softmax(logits.float(), dim=-1).numpy()
-        return out
+        """Class probabilities (classification tasks)."""
+        return self.predict(texts)
 
-    def predict(self, texts: list[str]) -> list[str]:
-        return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
+    def describe(self, prediction: np.ndarray | float) -> dict:
+        """One prediction as JSON: label and probabilities, value, or risk score."""
+        kind = self.task.target_kind
+        if kind == "classification":
+            return {"label": self.labels[int(np.argmax(prediction))], "probabilities": {k: float(p) for k, p in zip(self.labels, prediction)}}
+        if kind == "regression":
+            return {"value": float(prediction)}
+        return {"risk_score": float(prediction)}
 
-    def probe(self, text: str) -> dict:
+    def probe(self, example) -> dict:
         """The prediction for one fixed input, as recorded at registration and re-checked by
-        serving replicas (the golden check): {"input", "label", "probabilities"}."""
-        probs = self.predict_proba([text])[0]
-        return {"input": text, "label": self.labels[int(probs.argmax())], "probabilities": [float(p) for p in probs]}
+        serving replicas (the golden check): {"input", "prediction", and "label" for classifiers}."""
+        prediction = np.atleast_1d(self.predict([example])[0])
+        probe = {"input": example, "prediction": [float(p) for p in prediction]}
+        if self.task.target_kind == "classification":
+            probe["label"] = self.labels[int(prediction.argmax())]
+        return probe

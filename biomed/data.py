@@ -12,6 +12,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
+from biomed.inputs import InvalidInputs
+
 SUPPORTED_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 MAX_REPORTED_ROWS = 10
 
@@ -55,10 +57,29 @@ class DroppedRows:
         return {"reason": self.reason, "count": self.count, "first_rows": self.first_rows}
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Which columns hold the input and the target of a task."""
+
+    input: str | None = None  # sequence tasks: text, DNA, protein or SMILES
+    label: str | None = None  # classification labels or regression values
+    numeric: tuple[str, ...] = ()  # tabular tasks
+    categorical: tuple[str, ...] = ()
+    time: str | None = None  # survival
+    event: str | None = None
+
+    def all(self) -> list[str]:
+        named = [self.input, self.label, *self.numeric, *self.categorical, self.time, self.event]
+        return list(dict.fromkeys(c for c in named if c is not None))
+
+
 @dataclass
-class LabelledText:
-    texts: list[str]
-    label_ids: np.ndarray
+class Examples:
+    """Validated inputs (strings or feature dicts) and targets: class ids (N,), values (N,)
+    or (time, event) pairs (N, 2); `source_rows` are the 0-based rows of the file kept."""
+
+    inputs: list
+    targets: np.ndarray
     source_rows: np.ndarray
     dropped: list[DroppedRows]
 
@@ -68,44 +89,106 @@ def _rows(mask: np.ndarray) -> tuple[int, list[int]]:
     return int(idx.size), [int(i) for i in idx[:MAX_REPORTED_ROWS]]
 
 
-def load_labelled_text(
-    path: str | Path, *, text_column: str, label_column: str, labels: list[str]
-) -> LabelledText:
-    """Load text and label columns; rows with a missing text or label are reported, not hidden.
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip())
 
-    A label outside `labels` is an error, not a dropped row: it means the spec's label set
-    does not describe the data.
+
+def _targets(path, table: pa.Table, columns: Columns, *, target_kind: str, labels: list[str] | None, keep: np.ndarray) -> np.ndarray:
+    """Targets of the kept rows; a value the task cannot use is an error naming its rows."""
+    rows = np.flatnonzero(keep)
+
+    def fail(column: str, what: str, bad: list[int], values: list) -> None:
+        shown = sorted({str(values[i]) for i in bad})[:MAX_REPORTED_ROWS]
+        raise ValueError(f"{path}: {len(bad)} rows have a {column!r} value that is {what} (values {shown}, first rows {bad[:MAX_REPORTED_ROWS]})")
+
+    if target_kind == "classification":
+        raw = table.column(columns.label).to_pylist()
+        index = {name: i for i, name in enumerate(labels)}
+        bad = [int(i) for i in rows if str(raw[i]) not in index]
+        if bad:
+            fail(columns.label, "outside the task's labels", bad, raw)
+        return np.array([index[str(raw[i])] for i in rows], dtype=np.int64)
+
+    def numbers(column: str) -> np.ndarray:
+        raw = table.column(column).to_pylist()
+        out, bad = np.zeros(rows.size), []
+        for k, i in enumerate(rows):
+            try:
+                out[k] = float(raw[i])
+            except (TypeError, ValueError):
+                bad.append(int(i))
+        if bad or not np.isfinite(out).all():
+            fail(column, "not a finite number", bad or [int(i) for i in rows[~np.isfinite(out)]], raw)
+        return out
+
+    if target_kind == "regression":
+        return numbers(columns.label)
+    time, event = numbers(columns.time), numbers(columns.event)
+    if (time < 0).any():
+        fail(columns.time, "negative", [int(i) for i in rows[time < 0]], table.column(columns.time).to_pylist())
+    if not np.isin(event, (0.0, 1.0)).all():
+        fail(columns.event, "not an event indicator (0/1 or false/true)", [int(i) for i in rows[~np.isin(event, (0.0, 1.0))]], table.column(columns.event).to_pylist())
+    return np.stack([time, event], axis=1)
+
+
+def load_examples(
+    path: str | Path, *, columns: Columns, target_kind: str, labels: list[str] | None, validator, on_invalid: str = "error"
+) -> Examples:
+    """Read, check and type one data file.
+
+    Rows with a missing input or target are dropped and reported. A target the task cannot use
+    (unknown label, non-numeric value, bad event flag) is an error: the spec does not describe
+    the data. Inputs that fail the family's validator (alphabet, SMILES, feature types) are an
+    error naming the rows, or with on_invalid="drop" are dropped and reported, never silently.
     """
-    table = read_table(path, columns=[text_column, label_column])
-    texts = table.column(text_column).to_pylist()
-    raw_labels = table.column(label_column).to_pylist()
-    missing_text = np.array([t is None or not str(t).strip() for t in texts], dtype=bool)
-    missing_label = np.array([lab is None or str(lab).strip() == "" for lab in raw_labels], dtype=bool)
-    label_index = {name: i for i, name in enumerate(labels)}
-    unknown = np.array(
-        [not missing_label[i] and str(lab) not in label_index for i, lab in enumerate(raw_labels)],
-        dtype=bool,
-    )
-    if unknown.any():
-        count, rows = _rows(unknown)
-        values = sorted({str(raw_labels[i]) for i in np.flatnonzero(unknown)})[:MAX_REPORTED_ROWS]
-        raise ValueError(
-            f"{path}: {count} rows have a {label_column!r} value outside the task's labels "
-            f"(values {values}, first rows {rows})"
-        )
+    table = read_table(path, columns=columns.all())
+    n = table.num_rows
+    if columns.input is not None:
+        inputs = table.column(columns.input).to_pylist()
+        missing_input = np.array([_blank(v) for v in inputs], dtype=bool)
+    else:
+        features = [*columns.numeric, *columns.categorical]
+        inputs = table.select(features).to_pylist()
+        # A tabular row is dropped only when every feature is missing; single gaps are imputed.
+        missing_input = np.array([all(_blank(r[f]) for f in features) for r in inputs], dtype=bool)
+    target_columns = [c for c in (columns.label, columns.time, columns.event) if c is not None]
+    missing_target = np.zeros(n, dtype=bool)
+    for column in target_columns:
+        missing_target |= np.array([_blank(v) for v in table.column(column).to_pylist()], dtype=bool)
     dropped = []
-    for reason, mask in (("missing text", missing_text), ("missing label", missing_label & ~missing_text)):
+    for reason, mask in ((f"missing input ({columns.input or 'all features'})", missing_input), (f"missing target ({', '.join(target_columns)})", missing_target & ~missing_input)):
         if mask.any():
             count, rows = _rows(mask)
-            dropped.append(DroppedRows(reason=f"{reason} ({text_column if 'text' in reason else label_column})", count=count, first_rows=rows))
-    keep = ~(missing_text | missing_label)
-    kept_rows = np.flatnonzero(keep)
-    return LabelledText(
-        texts=[str(texts[i]) for i in kept_rows],
-        label_ids=np.array([label_index[str(raw_labels[i])] for i in kept_rows], dtype=np.int64),
-        source_rows=kept_rows,
-        dropped=dropped,
-    )
+            dropped.append(DroppedRows(reason=reason, count=count, first_rows=rows))
+    keep = ~(missing_input | missing_target)
+    targets = _targets(path, table, columns, target_kind=target_kind, labels=labels, keep=keep)
+    kept = np.flatnonzero(keep)
+    raw_inputs = [inputs[i] for i in kept]
+    try:
+        clean = validator.validate(raw_inputs)
+    except InvalidInputs as error:
+        # The validator lists the first few; dropping needs every bad row.
+        problems = error.problems if on_invalid != "drop" or error.total == len(error.problems) else _all_problems(validator, raw_inputs)
+        file_rows = [(int(kept[i]), message) for i, message in problems]
+        if on_invalid != "drop":
+            shown = "; ".join(f"row {r}: {m}" for r, m in file_rows[:MAX_REPORTED_ROWS])
+            raise ValueError(f"{path}: {error.total} invalid inputs in column {columns.input or 'features'!r}: {shown}") from None
+        drop = np.zeros(kept.size, dtype=bool)
+        drop[[i for i, _ in problems]] = True
+        dropped.append(DroppedRows(reason=f"invalid input ({problems[0][1]})", count=int(drop.sum()), first_rows=[r for r, _ in file_rows[:MAX_REPORTED_ROWS]]))
+        kept, targets = kept[~drop], targets[~drop]
+        clean = validator.validate([inputs[i] for i in kept])
+    return Examples(inputs=clean, targets=targets, source_rows=kept, dropped=dropped)
+
+
+def _all_problems(validator, values: list) -> list[tuple[int, str]]:
+    problems = []
+    for i, value in enumerate(values):
+        try:
+            validator.validate([value])
+        except InvalidInputs as error:
+            problems.append((i, error.problems[0][1]))
+    return problems
 
 
 def distinct_labels(path: str | Path, label_column: str) -> list[str]:
@@ -129,6 +212,12 @@ def stratified_split(
         splittable, test_size=fraction, random_state=seed, stratify=label_ids[splittable]
     )
     return np.sort(np.concatenate([train_idx, indices[singletons]])), np.sort(val_idx)
+
+
+def random_split(num_rows: int, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of (train, validation), shuffled with a seed; for targets that cannot be stratified."""
+    train_idx, val_idx = train_test_split(np.arange(num_rows), test_size=fraction, random_state=seed)
+    return np.sort(train_idx), np.sort(val_idx)
 
 
 def fingerprint_files(paths: list[str | Path]) -> str:

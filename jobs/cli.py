@@ -117,13 +117,23 @@ def cmd_predict(args) -> int:
 
     entry = registry_for(args.storage).get(args.ref)
     predictor = Predictor(directory=entry["path"])
-    probs = predictor.predict_proba(args.text)
-    rows = [
-        {"input": text, "label": predictor.labels[int(p.argmax())], "probabilities": dict(zip(predictor.labels, map(float, p)))}
-        for text, p in zip(args.text, probs)
-    ]
-    payload = {"model": entry["name"], "version": entry["version"], "predictions": rows}
-    emit(payload, as_json=args.json, human=lambda p: [print(f"{r['label']}\t{r['input'][:80]}") for r in p["predictions"]])
+    inputs = list(args.input)
+    if predictor.task.input_kind == "tabular":
+        # Tabular rows come as JSON objects: {"feature": value, ...}.
+        try:
+            inputs = [json.loads(i) for i in inputs]
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--input for a tabular model must be a JSON object of features: {error}") from None
+    predictions = predictor.predict(inputs)  # InvalidInputs (a ValueError) names the bad ones: exit 2
+    rows = [{"input": x, **predictor.describe(p)} for x, p in zip(inputs, predictions)]
+    payload = {"model": entry["name"], "version": entry["version"], "task": entry["task"], "predictions": rows}
+
+    def human(p: dict) -> None:
+        for r in p["predictions"]:
+            answer = r.get("label", r.get("value", r.get("risk_score")))
+            print(f"{answer}\t{str(r['input'])[:80]}")
+
+    emit(payload, as_json=args.json, human=human)
     return 0
 
 
@@ -165,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
     p = sub.add_parser("predict", parents=[json_flag, storage], help="predict with a registered model")
     p.add_argument("ref", help="NAME or NAME@VERSION")
-    p.add_argument("--text", action="append", required=True, help="an input text (repeatable)")
+    p.add_argument(
+        "--input", "--text", dest="input", action="append", required=True,
+        help="one input (repeatable): a text, DNA or protein sequence or SMILES; for tabular models a JSON object of features",
+    )
     p.set_defaults(func=cmd_predict)
     from serving.cli import add_serve_parser
 

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from biomed.data import SUPPORTED_SUFFIXES, column_names, distinct_labels
-from biomed.models import BACKBONES, check_local_model_dir
+from biomed.data import SUPPORTED_SUFFIXES, Columns, column_names, distinct_labels
+from biomed.models import BACKBONES, check_backbone_input, check_local_model_dir
 from biomed.tasks import TASKS, get_task
 from jobs.tune_spec import TuneSpec
 from serving.config import ServeSpec
@@ -66,8 +66,21 @@ class DataSpec(_Spec):
         default=0.15, gt=0.0, lt=0.5, description="Share of the training file held out for validation when no validation_path is given."
     )
     split_seed: int = Field(default=0, ge=0, description="Seed of the stratified train/validation split.")
-    text_column: str = Field(default="text", description="Column holding the input text.")
-    label_column: str = Field(default="label", description="Column holding the label.")
+    text_column: str = Field(default="text", description="Column holding the input of sequence tasks: free text, a DNA or protein sequence, or a SMILES string.")
+    label_column: str = Field(default="label", description="Column holding the target of classification (a label) and regression (a number) tasks.")
+    numeric_columns: list[str] = Field(default_factory=list, description="Tabular and survival tasks: numeric feature columns, standardised with training-split statistics (missing values get the training mean).")
+    categorical_columns: list[str] = Field(default_factory=list, description="Tabular and survival tasks: categorical feature columns, one-hot over the categories seen in training.")
+    time_column: str | None = Field(default=None, description="Survival tasks: time to the event or to censoring (non-negative).")
+    event_column: str | None = Field(default=None, description="Survival tasks: 1 (or true) if the event was observed, 0 if the record is censored.")
+    split: Literal["stratified", "random", "scaffold"] | None = Field(
+        default=None,
+        description="How the validation part is held out of the training file: stratified by label (by event for survival), random, or scaffold (molecules: no Bemis–Murcko scaffold in both parts). Omitted: stratified for classification and survival, random for regression.",
+    )
+    invalid_inputs: Literal["error", "drop"] = Field(
+        default="error",
+        description="Inputs that fail the family's check (DNA/protein alphabet, SMILES that RDKit cannot parse, feature types): error names the rows and stops; drop leaves them out and reports their row numbers in the summary.",
+    )
+    canonicalize_smiles: bool = Field(default=True, description="Molecule tasks: rewrite each SMILES in RDKit's canonical form before tokenizing (training and serving alike).")
 
     @field_validator("train_path", "validation_path", "test_path")
     @classmethod
@@ -81,19 +94,6 @@ class DataSpec(_Spec):
             raise ValueError(f"unsupported file type {value!r}: expected one of {SUPPORTED_SUFFIXES}")
         return _absolute(value)
 
-    @model_validator(mode="after")
-    def _columns_present(self) -> "DataSpec":
-        for field in ("train_path", "validation_path", "test_path"):
-            path = getattr(self, field)
-            if path is None:
-                continue
-            present = column_names(path)
-            for role in ("text_column", "label_column"):
-                column = getattr(self, role)
-                if column not in present:
-                    raise ValueError(f"{role} {column!r} is not a column of {field} {path!r} (columns: {present})")
-        return self
-
     def files(self) -> list[str]:
         return [p for p in (self.train_path, self.validation_path, self.test_path) if p is not None]
 
@@ -106,6 +106,17 @@ class ModelSpec(_Spec):
         default=None,
         description="A local Hugging Face model folder (config.json, safetensors weights, tokenizer). Exclusive with `backbone`.",
     )
+
+    kmer_size: int = Field(default=6, ge=1, le=8, description="DNA tasks: nucleotides per k-mer token.")
+    kmer_stride: int = Field(default=1, ge=1, le=8, description="DNA tasks: step between k-mer starts (1: overlapping k-mers, kmer_size: non-overlapping).")
+    hidden_sizes: list[int] | None = Field(default=None, min_length=1, description="MLP backbone (tabular and survival tasks): widths of the hidden layers. Omitted: the preset's [128, 64].")
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _widths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(not 1 <= w <= 65536 for w in value):
+            raise ValueError(f"hidden_sizes {value}: every width must be between 1 and 65536")
+        return value
 
     @field_validator("backbone")
     @classmethod
@@ -126,6 +137,8 @@ class ModelSpec(_Spec):
     def _exactly_one(self) -> "ModelSpec":
         if (self.backbone is None) == (self.path is None):
             raise ValueError("give exactly one of model.backbone or model.path")
+        if self.kmer_stride > self.kmer_size:
+            raise ValueError(f"kmer_stride {self.kmer_stride} is larger than kmer_size {self.kmer_size}: bases between k-mers would be skipped")
         return self
 
 
@@ -165,7 +178,7 @@ class ScalingSpec(_Spec):
 
 class CheckpointSpec(_Spec):
     num_to_keep: int = Field(default=2, ge=1, description="Checkpoints kept by the selection metric (the latest is always kept too, for resuming).")
-    metric: str | None = Field(default=None, description="Validation metric that selects the best checkpoint. Omitted: the task's default (macro_f1 for text classification).")
+    metric: str | None = Field(default=None, description="Validation metric that selects the best checkpoint. Omitted: the task's default (macro_f1 for text, auroc for other classification, rmse for regression, c_index for survival).")
     mode: Literal["max", "min"] | None = Field(default=None, description="Whether a higher or lower metric is better. Omitted: the metric's natural direction.")
 
 
@@ -203,6 +216,8 @@ class JobSpec(_Spec):
     @model_validator(mode="after")
     def _labels_and_metric(self) -> "JobSpec":
         task = get_task(self.task.name)
+        self._check_data_for(task)
+        self._check_model_for(task)
         metric = self.checkpointing.metric
         if metric is not None and metric not in task.metric_names:
             raise ValueError(
@@ -212,12 +227,70 @@ class JobSpec(_Spec):
             self.tune.check_fields(self.training)
             if self.tune.metric is not None and self.tune.metric not in task.metric_names:
                 raise ValueError(f"tune.metric {self.tune.metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})")
-        if self.task.labels is None:
+        if task.target_kind != "classification":
+            if self.task.labels is not None:
+                raise ValueError(f"task.labels is for classification; task {task.name!r} predicts a {task.target_kind} target")
+            if self.training.class_weighting != "none":
+                raise ValueError(f"training.class_weighting {self.training.class_weighting!r} is for classification; task {task.name!r} predicts a {task.target_kind} target")
+        elif self.task.labels is None:
             labels = distinct_labels(self.data.train_path, self.data.label_column)
             if len(labels) < 2:
                 raise ValueError(f"label column {self.data.label_column!r} of {self.data.train_path!r} has fewer than 2 distinct labels: {labels}")
             object.__setattr__(self, "task", self.task.model_copy(update={"labels": labels}))
         return self
+
+    def _check_data_for(self, task) -> None:
+        d = self.data
+        if task.is_sequence and (d.numeric_columns or d.categorical_columns):
+            raise ValueError(f"data.numeric_columns/categorical_columns are for tabular tasks; task {task.name!r} reads data.text_column")
+        if not task.is_sequence and not (d.numeric_columns or d.categorical_columns):
+            raise ValueError(f"task {task.name!r} needs feature columns: give data.numeric_columns and/or data.categorical_columns")
+        overlap = set(d.numeric_columns) & set(d.categorical_columns)
+        if overlap:
+            raise ValueError(f"columns {sorted(overlap)} are listed as both numeric and categorical")
+        if task.target_kind == "survival" and (d.time_column is None or d.event_column is None):
+            raise ValueError(f"task {task.name!r} needs data.time_column and data.event_column")
+        if task.target_kind != "survival" and (d.time_column or d.event_column):
+            raise ValueError(f"data.time_column/event_column are for survival tasks, not {task.name!r}")
+        if d.split == "scaffold" and task.input_kind != "smiles":
+            raise ValueError(f"data.split 'scaffold' needs molecules (SMILES); task {task.name!r} reads {task.input_kind}")
+        if d.split == "stratified" and task.target_kind == "regression":
+            raise ValueError(f"data.split 'stratified' needs classes or events; task {task.name!r} predicts a real value (use random or scaffold)")
+        for column in self.columns().all():
+            for field in ("train_path", "validation_path", "test_path"):
+                path = getattr(d, field)
+                if path is None:
+                    continue
+                present = column_names(path)
+                if column not in present:
+                    raise ValueError(f"column {column!r} (from data) is not a column of {field} {path!r} (columns: {present})")
+
+    def _check_model_for(self, task) -> None:
+        if self.model.backbone is not None:
+            check_backbone_input(self.model.backbone, task.input_kind)
+        elif task.input_kind == "tabular":
+            raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path)")
+        if self.model.hidden_sizes is not None and self.model.backbone != "mlp":
+            raise ValueError("model.hidden_sizes sets the widths of the 'mlp' backbone only")
+
+    def columns(self) -> Columns:
+        """The data columns this spec's task reads."""
+        task = get_task(self.task.name)
+        d = self.data
+        return Columns(
+            input=d.text_column if task.is_sequence else None,
+            label=d.label_column if task.target_kind != "survival" else None,
+            numeric=tuple(d.numeric_columns),
+            categorical=tuple(d.categorical_columns),
+            time=d.time_column if task.target_kind == "survival" else None,
+            event=d.event_column if task.target_kind == "survival" else None,
+        )
+
+    @property
+    def split_method(self) -> str:
+        if self.data.split is not None:
+            return self.data.split
+        return "random" if get_task(self.task.name).target_kind == "regression" else "stratified"
 
     @property
     def metric(self) -> str:

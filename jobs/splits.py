@@ -6,17 +6,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biomed.data import LabelledText, load_labelled_text, stratified_split
+from biomed.data import Examples, load_examples, random_split, stratified_split
+from biomed.inputs import AlphabetValidator, TabularValidator, sequence_validator
+from biomed.molecules import scaffold_split
+from biomed.tasks import get_task
 from jobs.spec import JobSpec
 
 
 @dataclass
 class Split:
-    texts: list[str]
-    label_ids: np.ndarray
+    inputs: list
+    targets: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.inputs)
 
 
 @dataclass
@@ -27,34 +30,67 @@ class Splits:
     report: dict
 
 
-def _subset(data: LabelledText, rows: np.ndarray) -> Split:
-    return Split(texts=[data.texts[i] for i in rows], label_ids=data.label_ids[rows])
+def _subset(data: Examples, rows: np.ndarray) -> Split:
+    return Split(inputs=[data.inputs[i] for i in rows], targets=data.targets[rows])
+
+
+def input_validator(spec: JobSpec):
+    """The family's input check for this spec, as used on training files and on requests."""
+    task = get_task(spec.task.name)
+    d = spec.data
+    if task.input_kind == "tabular":
+        return TabularValidator(numeric=tuple(d.numeric_columns), categorical=tuple(d.categorical_columns))
+    validator = sequence_validator(task.input_kind, canonicalize=d.canonicalize_smiles)
+    if task.input_kind == "dna":
+        validator = AlphabetValidator(kind="dna", alphabet=validator.alphabet, min_length=spec.model.kmer_size)
+    return validator
+
+
+def _hold_out(spec: JobSpec, data: Examples) -> tuple[np.ndarray, np.ndarray]:
+    d = spec.data
+    method = spec.split_method
+    if method == "scaffold":
+        return scaffold_split(data.inputs, fraction=d.validation_fraction)
+    if method == "random":
+        return random_split(len(data.inputs), fraction=d.validation_fraction, seed=d.split_seed)
+    strata = data.targets[:, 1].astype(np.int64) if data.targets.ndim == 2 else data.targets
+    return stratified_split(strata, fraction=d.validation_fraction, seed=d.split_seed)
 
 
 def load_splits(spec: JobSpec) -> Splits:
-    """Load the spec's data; validation is a stratified hold-out unless a file is given."""
+    """Load the spec's data; validation is held out of the training file unless a file is given."""
     d = spec.data
-    labels = spec.task.labels
-    kwargs = {"text_column": d.text_column, "label_column": d.label_column, "labels": labels}
-    train_all = load_labelled_text(d.train_path, **kwargs)
-    report: dict = {"dropped": {"train": [x.as_dict() for x in train_all.dropped]}}
+    task = get_task(spec.task.name)
+    kwargs = {
+        "columns": spec.columns(),
+        "target_kind": task.target_kind,
+        "labels": spec.task.labels,
+        "validator": input_validator(spec),
+        "on_invalid": d.invalid_inputs,
+    }
+    train_all = load_examples(d.train_path, **kwargs)
+    report: dict = {"dropped": {"train": [x.as_dict() for x in train_all.dropped]}, "split": spec.split_method if d.validation_path is None else "file"}
     if d.validation_path is not None:
-        train = _subset(train_all, np.arange(len(train_all.texts)))
-        val_data = load_labelled_text(d.validation_path, **kwargs)
-        validation = _subset(val_data, np.arange(len(val_data.texts)))
+        train = _subset(train_all, np.arange(len(train_all.inputs)))
+        val_data = load_examples(d.validation_path, **kwargs)
+        validation = _subset(val_data, np.arange(len(val_data.inputs)))
         report["dropped"]["validation"] = [x.as_dict() for x in val_data.dropped]
     else:
-        train_idx, val_idx = stratified_split(train_all.label_ids, fraction=d.validation_fraction, seed=d.split_seed)
+        train_idx, val_idx = _hold_out(spec, train_all)
         train, validation = _subset(train_all, train_idx), _subset(train_all, val_idx)
     test = None
     if d.test_path is not None:
-        test_data = load_labelled_text(d.test_path, **kwargs)
-        test = _subset(test_data, np.arange(len(test_data.texts)))
+        test_data = load_examples(d.test_path, **kwargs)
+        test = _subset(test_data, np.arange(len(test_data.inputs)))
         report["dropped"]["test"] = [x.as_dict() for x in test_data.dropped]
     if len(train) == 0 or len(validation) == 0:
         raise ValueError(f"empty split: {len(train)} training and {len(validation)} validation rows after dropping bad rows")
     report["rows"] = {"train": len(train), "validation": len(validation), "test": len(test) if test else 0}
-    report["class_counts"] = {
-        "train": {labels[k]: int(n) for k, n in enumerate(np.bincount(train.label_ids, minlength=len(labels)))},
-    }
+    if task.target_kind == "classification":
+        labels = spec.task.labels
+        report["class_counts"] = {
+            "train": {labels[k]: int(n) for k, n in enumerate(np.bincount(train.targets, minlength=len(labels)))},
+        }
+    elif task.target_kind == "survival":
+        report["events"] = {"train": int(train.targets[:, 1].sum()), "validation": int(validation.targets[:, 1].sum())}
     return Splits(train=train, validation=validation, test=test, report=report)

@@ -15,9 +15,10 @@ import ray.train
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks import DatasetsCallback
 
-from biomed.baselines import tfidf_logistic_regression
+from biomed.baselines import BASELINES, BaselineContext
 from biomed.checkpoint import Predictor
 from biomed.data import fingerprint_files
+from biomed.metrics import bootstrap_ci
 from biomed.tasks import get_task
 from cluster.connect import connect
 from jobs.curves import plot_learning_curve
@@ -98,19 +99,32 @@ def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
     return Path(ckpt.path), metrics
 
 
-def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
-    """Test metrics of the checkpoint and of the TF-IDF + logistic regression baseline."""
-    if splits.test is None:
-        return {}
-    task = get_task(spec.task.name)
-    probs = predictor.predict_proba(splits.test.texts)
-    baseline = tfidf_logistic_regression(
-        splits.train.texts, splits.train.label_ids, splits.test.texts, num_classes=len(spec.task.labels), seed=spec.training.seed
+def with_interval(task, metric: str, targets: np.ndarray, predictions: np.ndarray, *, seed: int) -> dict:
+    """All of the task's metrics, plus a bootstrap 95% interval of `metric` as `<metric>_ci95`."""
+    scores = task.compute_metrics(targets, predictions)
+    scores[f"{metric}_ci95"] = bootstrap_ci(
+        lambda rows: task.compute_metrics(targets[rows], predictions[rows], (metric,))[metric], len(targets), seed=seed
     )
-    return {
-        "model": task.compute_metrics(splits.test.label_ids, probs),
-        "baseline_tfidf_logreg": task.compute_metrics(splits.test.label_ids, baseline),
-    }
+    return scores
+
+
+def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
+    """Validation and test metrics of the checkpoint (with the selection metric's bootstrap
+    interval) and test metrics of the task's classical baseline on the same split."""
+    task = get_task(spec.task.name)
+    seed = spec.training.seed
+    val_predictions = predictor.predict(splits.validation.inputs, validated=True)
+    out = {"validation": with_interval(task, spec.metric, splits.validation.targets, val_predictions, seed=seed)}
+    if splits.test is None:
+        return out
+    context = BaselineContext(
+        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=min(spec.model.kmer_size, 6),
+        numeric=tuple(spec.data.numeric_columns), categorical=tuple(spec.data.categorical_columns),
+    )
+    baseline = BASELINES[task.baseline](splits.train.inputs, splits.train.targets, splits.test.inputs, context)
+    out["model"] = with_interval(task, spec.metric, splits.test.targets, predictor.predict(splits.test.inputs, validated=True), seed=seed)
+    out["baseline"] = with_interval(task, spec.metric, splits.test.targets, baseline, seed=seed)
+    return out
 
 
 def score_and_register(
@@ -129,10 +143,13 @@ def score_and_register(
         "run_path": str(Path(spec.storage_path) / name),
         "source_checkpoint": str(ckpt_dir),
         "val_metrics": {k: v for k, v in val_metrics.items() if k.startswith("val_")},
+        "selected_val_metrics": test["validation"],
         "test_metrics": test.get("model"),
-        "baseline_test_metrics": test.get("baseline_tfidf_logreg"),
+        "baseline": get_task(spec.task.name).baseline,
+        "baseline_test_metrics": test.get("baseline"),
         "spec": spec.model_dump(mode="json"),
-        "probe": predictor.probe(get_task(spec.task.name).probe_input),
+        # The golden check's input: the first validation example, already normalised.
+        "probe": predictor.probe(splits.validation.inputs[0]),
         **(lineage or {}),
     }
     selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}
@@ -141,7 +158,9 @@ def score_and_register(
         "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"], "best_reason": entry.get("best_reason")},
         "selection": selection,
         "val_metrics": record["val_metrics"],
+        "selected_val_metrics": record["selected_val_metrics"],
         "test_metrics": record["test_metrics"],
+        "baseline": record["baseline"],
         "baseline_test_metrics": record["baseline_test_metrics"],
     }
 

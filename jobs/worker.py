@@ -23,12 +23,13 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from biomed.checkpoint import save_model_checkpoint
-from biomed.models import build_classifier, is_head_parameter, load_tokenizer
+from biomed.checkpoint import raw_outputs, save_model_checkpoint
+from biomed.encoding import build_encoder
+from biomed.inputs import validator_to_dict
+from biomed.models import backbone_tokenizer, build_classifier, is_head_parameter
 from biomed.tasks import get_task
-from biomed.text import collate, encode_texts, length_sorted_batches
 from jobs.spec import JobSpec
-from jobs.splits import load_splits
+from jobs.splits import input_validator, load_splits
 
 STATE_FILE = "training_state.pt"
 MODEL_DIR = "model"
@@ -88,20 +89,6 @@ def _gather(obj, world: int) -> list:
     return out
 
 
-@torch.inference_mode()
-def _predict(model, token_ids: list[list[int]], rows: np.ndarray, *, num_labels: int, pad_id: int, batch_size: int, device, dtype) -> np.ndarray:
-    model.eval()
-    order = length_sorted_batches(len(rows), [len(token_ids[r]) for r in rows], batch_size)
-    out = np.zeros((len(rows), num_labels), dtype=np.float32)
-    for batch_pos in order:
-        batch = collate([token_ids[rows[p]] for p in batch_pos], pad_id=pad_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(**batch).logits
-        out[batch_pos] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return out
-
-
 def _write_curve(run_dir: Path, curve: list[dict]) -> None:
     # Rewritten whole from the checkpointed history each epoch, so a redone epoch never leaves
     # rows of the attempt that was lost.
@@ -113,19 +100,38 @@ def _write_curve(run_dir: Path, curve: list[dict]) -> None:
     tmp.replace(run_dir / METRICS_FILE)
 
 
-def _report_with_checkpoint(spec: JobSpec, model, tokenizer, *, metrics: dict, val_scores: dict, state: dict) -> None:
-    epoch = state["epoch"]
-    metadata = {
+def target_scaling(spec: JobSpec, train_targets: np.ndarray) -> dict | None:
+    """Mean and std of a regression target on the training split (None for other targets)."""
+    if get_task(spec.task.name).target_kind != "regression":
+        return None
+    std = float(train_targets.std())
+    return {"mean": float(train_targets.mean()), "std": std if std > 1e-12 else 1.0}
+
+
+def _training_targets(targets: np.ndarray, scaling: dict | None) -> torch.Tensor:
+    if scaling is not None:
+        return torch.from_numpy((targets - scaling["mean"]) / scaling["std"]).float()
+    return torch.from_numpy(targets)
+
+
+def checkpoint_metadata(spec: JobSpec, *, scaling: dict | None) -> dict:
+    """What biomed.json records beyond the HF folder (the encoder adds its own part)."""
+    return {
         "task": spec.task.name,
-        "labels": spec.task.labels,
+        "labels": spec.task.labels or [],
         "max_seq_length": spec.training.max_seq_length,
         "text_column": spec.data.text_column,
+        "validator": validator_to_dict(input_validator(spec)),
+        "target_scaling": scaling,
         "name": spec.name,
-        "epoch": epoch,
-        "val_metrics": val_scores,
     }
+
+
+def _report_with_checkpoint(spec: JobSpec, model, encoder, *, metadata: dict, metrics: dict, val_scores: dict, state: dict) -> None:
+    epoch = state["epoch"]
+    metadata = {**metadata, "epoch": epoch, "val_metrics": val_scores}
     with tempfile.TemporaryDirectory() as tmp:
-        save_model_checkpoint(model, tokenizer, Path(tmp) / MODEL_DIR, metadata)
+        save_model_checkpoint(model, encoder, Path(tmp) / MODEL_DIR, metadata)
         torch.save(state, Path(tmp) / STATE_FILE)
         # Named by epoch, not time: a redone epoch overwrites the orphan of a lost report.
         ray.train.report(
@@ -169,25 +175,38 @@ def train_loop_per_worker(config: dict) -> None:
     t = spec.training
     torch.manual_seed(t.seed)
     task = get_task(spec.task.name)
-    labels = spec.task.labels
+    labels = spec.task.labels or []
 
     splits = load_splits(spec)
-    tokenizer = load_tokenizer(backbone=spec.model.backbone, path=spec.model.path)
-    train_ids = encode_texts(tokenizer, splits.train.texts, max_length=t.max_seq_length)
-    val_ids = encode_texts(tokenizer, splits.validation.texts, max_length=t.max_seq_length)
-    train_labels = torch.from_numpy(splits.train.label_ids)
-    class_weights = _class_weights(splits.train.label_ids, len(labels), t.class_weighting)
-    pad_id = tokenizer.pad_token_id
+    m = spec.model
+    encoder = build_encoder(
+        task.input_kind,
+        train_inputs=splits.train.inputs,
+        backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=m.path, input_kind=task.input_kind),
+        kmer_size=m.kmer_size,
+        kmer_stride=m.kmer_stride,
+        numeric=spec.data.numeric_columns,
+        categorical=spec.data.categorical_columns,
+    )
+    train_enc = encoder.encode(splits.train.inputs, max_length=t.max_seq_length)
+    val_enc = encoder.encode(splits.validation.inputs, max_length=t.max_seq_length)
+    scaling = target_scaling(spec, splits.train.targets)
+    train_targets = _training_targets(splits.train.targets, scaling)
+    metadata = checkpoint_metadata(spec, scaling=scaling)
+    class_weights = None
+    if task.target_kind == "classification":
+        class_weights = _class_weights(splits.train.targets, len(labels), t.class_weighting)
 
     model = build_classifier(
-        backbone=spec.model.backbone, path=spec.model.path, labels=labels, dropout=t.dropout, vocab_size=len(tokenizer)
+        backbone=m.backbone, path=m.path, labels=labels, num_outputs=task.target.num_outputs(len(labels)), dropout=t.dropout,
+        vocab_size=getattr(encoder, "vocab_size", 0), num_features=getattr(encoder, "num_features", 0), hidden_sizes=m.hidden_sizes,
     )
     model = ray.train.torch.prepare_model(model)
     if class_weights is not None:
         class_weights = class_weights.to(device)
     core = model.module if hasattr(model, "module") else model
 
-    steps_per_epoch = len(epoch_batches(len(train_ids), epoch=0, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker))
+    steps_per_epoch = len(epoch_batches(len(train_enc), epoch=0, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker))
     updates_per_epoch = math.ceil(steps_per_epoch / t.gradient_accumulation_steps)
     total_updates = updates_per_epoch * t.epochs
     optimizer = _optimizer(model, spec)
@@ -207,20 +226,19 @@ def train_loop_per_worker(config: dict) -> None:
 
     for epoch in range(start_epoch, t.epochs):
         model.train()
-        batches = epoch_batches(len(train_ids), epoch=epoch, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker)
+        batches = epoch_batches(len(train_enc), epoch=epoch, seed=t.seed, rank=rank, world=world, batch_size=t.batch_size_per_worker)
         loss_sum = torch.zeros(2, dtype=torch.float64)
         started = time.perf_counter()
         for step, rows in enumerate(batches):
             last_micro = (step + 1) % t.gradient_accumulation_steps == 0 or step == len(batches) - 1
-            batch = collate([train_ids[r] for r in rows], pad_id=pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            targets = train_labels[rows].to(device)
+            batch = {k: v.to(device) for k, v in train_enc.batch(rows).items()}
+            targets = train_targets[rows].to(device)
             # Gradients all-reduce only on the micro-batch that ends an accumulation window.
             sync = contextlib.nullcontext() if (last_micro or world == 1) else model.no_sync()
             with sync:
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = model(**batch).logits
-                loss = torch.nn.functional.cross_entropy(logits.float(), targets, weight=class_weights)
+                loss = task.target.loss(logits, targets, class_weights)
                 scaler.scale(loss / t.gradient_accumulation_steps).backward()
             loss_sum += torch.tensor([loss.item() * len(rows), len(rows)], dtype=torch.float64)
             if last_micro:
@@ -237,13 +255,13 @@ def train_loop_per_worker(config: dict) -> None:
             dist.all_reduce(loss_sum)
         train_loss = float(loss_sum[0] / loss_sum[1])
 
-        val_rows = np.arange(rank, len(val_ids), world)
-        local = _predict(model, val_ids, val_rows, num_labels=len(labels), pad_id=pad_id, batch_size=t.eval_batch_size, device=device, dtype=dtype)
+        val_rows = np.arange(rank, len(val_enc), world)
+        local = raw_outputs(model, val_enc, val_rows, batch_size=t.eval_batch_size, device=device, dtype=dtype)
         gathered = _gather((val_rows, local), world)
-        probs = np.zeros((len(val_ids), len(labels)), dtype=np.float32)
-        for rows, p in gathered:
-            probs[rows] = p
-        scores = task.compute_metrics(splits.validation.label_ids, probs)
+        outputs = np.zeros((len(val_enc), task.target.num_outputs(len(labels))), dtype=np.float32)
+        for rows, out in gathered:
+            outputs[rows] = out
+        scores = task.compute_metrics(splits.validation.targets, task.target.predictions(outputs, scaling))
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -273,7 +291,7 @@ def train_loop_per_worker(config: dict) -> None:
                 "curve": curve,
                 "attempt_start_epochs": attempt_starts,
             }
-            _report_with_checkpoint(spec, core, tokenizer, metrics=metrics, val_scores=scores, state=state)
+            _report_with_checkpoint(spec, core, encoder, metadata=metadata, metrics=metrics, val_scores=scores, state=state)
             curve[-1]["checkpoint_seconds"] = round(time.perf_counter() - reporting, 4)
             _write_curve(run_dir, curve)
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("val_"))

@@ -29,7 +29,7 @@ from biomed.checkpoint import Predictor
 from jobs.registry import Registry, RegistryError, parse_ref
 from serving.auth import authorized
 from serving.config import ServeSpec
-from serving.schemas import TASK_SCHEMAS, ClassificationResponse, InputError, openapi_request_body
+from serving.schemas import TASK_SCHEMAS, InputError, PredictResponse, openapi_request_body
 
 APP_NAME = "biomed"
 MODEL_REF = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}(@[0-9]{1,9})?")
@@ -63,9 +63,9 @@ def golden_check(model: LoadedModel) -> None:
     if not probe:
         raise GoldenCheckFailed(f"{model.model_id} has no probe prediction in the registry; register it again")
     got = model.predictor.probe(probe["input"])
-    gap = float(np.abs(np.asarray(got["probabilities"]) - np.asarray(probe["probabilities"])).max())
-    if got["label"] != probe["label"] or gap > GOLDEN_ATOL:
-        raise GoldenCheckFailed(f"{model.model_id} predicted {got['label']!r} (max probability gap {gap:.2e}) for the probe; the registry recorded {probe['label']!r}")
+    gap = float(np.abs(np.asarray(got["prediction"]) - np.asarray(probe["prediction"])).max())
+    if got.get("label") != probe.get("label") or gap > GOLDEN_ATOL:
+        raise GoldenCheckFailed(f"{model.model_id} predicted {got.get('label', got['prediction'])} (max gap {gap:.2e}) for the probe; the registry recorded {probe.get('label', probe['prediction'])}")
 
 
 def _error(status: int, detail, headers: dict | None = None) -> HTTPException:
@@ -145,22 +145,22 @@ class ModelServer:
         return bytes(body)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _predict_batched(self, items: list[tuple[LoadedModel, list[str]]]) -> list[np.ndarray]:
+    async def _predict_batched(self, items: list[tuple[LoadedModel, list]]) -> list[np.ndarray]:
         # One forward pass per model in the batch; requests may name different models.
         by_model: dict[str, list[int]] = {}
         for i, (model, _) in enumerate(items):
             by_model.setdefault(model.model_id, []).append(i)
         out: list[np.ndarray] = [np.empty(0)] * len(items)
         for rows in by_model.values():
-            texts = [t for i in rows for t in items[i][1]]
-            probs = await asyncio.to_thread(items[rows[0]][0].predictor.predict_proba, texts)
+            inputs = [x for i in rows for x in items[i][1]]
+            predictions = await asyncio.to_thread(items[rows[0]][0].predictor.predict, inputs, validated=True)
             start = 0
             for i in rows:
-                out[i] = probs[start : start + len(items[i][1])]
+                out[i] = predictions[start : start + len(items[i][1])]
                 start += len(items[i][1])
         return out
 
-    @app.post("/{model}/predict", response_model=ClassificationResponse, openapi_extra=openapi_request_body())
+    @app.post("/{model}/predict", response_model=PredictResponse, openapi_extra=openapi_request_body())
     async def predict(self, model: str, request: Request):
         self._authorize(request)
         body = await self._read_body(request)
@@ -168,20 +168,20 @@ class ModelServer:
         loaded = await self.get_model(model_id)
         schema = TASK_SCHEMAS[loaded.entry["task"]]
         try:
-            texts = schema.parse(body, self._settings)
+            inputs = schema.parse(body, self._settings, loaded.predictor.validator)
         except InputError as error:
             return JSONResponse(status_code=422, content={"detail": error.errors})
         if self._settings.batching:
-            call = self._predict_batched((loaded, texts))
+            call = self._predict_batched((loaded, inputs))
         else:
-            call = asyncio.to_thread(loaded.predictor.predict_proba, texts)
+            call = asyncio.to_thread(loaded.predictor.predict, inputs, validated=True)
         try:
             # The server's own deadline: a client's x-request-timeout-seconds header only
             # reaches the proxy, so it can never lift this one.
-            probs = await asyncio.wait_for(call, timeout=self._settings.request_timeout_s)
+            predictions = await asyncio.wait_for(call, timeout=self._settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise _error(408, f"prediction took longer than the server's {self._settings.request_timeout_s} s limit") from None
-        return schema.respond(name=loaded.name, version=loaded.version, labels=loaded.predictor.labels, probs=probs)
+        return schema.respond(name=loaded.name, version=loaded.version, labels=loaded.predictor.labels, predictions=predictions)
 
     @app.get("/{model}/info")
     async def info(self, model: str, request: Request) -> dict:

@@ -1,7 +1,8 @@
 """Request and response schemas per task family, keyed by the task registry's names.
 
-A family plugs in by adding an entry to TASK_SCHEMAS: a pydantic request model, a check of its
-inputs against the deployment's limits, and the pydantic response it answers with.
+Every task in the registry gets one: the request model of its input kind (a string per input for
+text, DNA, protein and SMILES; an object of features per record for tabular), the checkpoint's own
+input validator, and the response of its target kind (label and probabilities, value, risk score).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from biomed.inputs import InvalidInputs
+from biomed.tasks import TASKS
 from serving.config import ServeSpec
 
 
@@ -22,10 +25,25 @@ class InputError(ValueError):
         self.errors = errors
 
 
-class TextPredictRequest(BaseModel):
+class SequencePredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str | list[str] = Field(description="One text or a list of texts to classify.", examples=[["I took this for my migraines and it worked."]])
+    inputs: str | list[str] = Field(
+        description="One input or a list: a text, a DNA sequence (A/C/G/T/N), a protein sequence (amino acids) or a SMILES string, per the model's task.",
+        examples=[["I took this for my migraines and it worked."]],
+    )
+
+
+FeatureValue = float | int | bool | str | None
+
+
+class TabularPredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, FeatureValue] | list[dict[str, FeatureValue]] = Field(
+        description="One record or a list: {feature: value} with every feature the model was trained on (numbers for numeric features, strings for categorical ones; null is a missing value).",
+        examples=[[{"age": 71, "bmi": 27.4, "gender": "1"}]],
+    )
 
 
 class LabelPrediction(BaseModel):
@@ -33,10 +51,32 @@ class LabelPrediction(BaseModel):
     probabilities: dict[str, float] = Field(description="Probability per label.")
 
 
-class ClassificationResponse(BaseModel):
+class ValuePrediction(BaseModel):
+    value: float = Field(description="Predicted value in the target's units.")
+
+
+class RiskPrediction(BaseModel):
+    risk_score: float = Field(description="Log relative hazard (Cox model): higher means an earlier expected event. Comparable between records of one model, not a probability.")
+
+
+class _Response(BaseModel):
     model: str = Field(description="Registry name of the model that answered.")
     version: int = Field(description="Registry version of the model that answered.")
+
+
+class ClassificationResponse(_Response):
     predictions: list[LabelPrediction] = Field(description="One per input, in input order.")
+
+
+class RegressionResponse(_Response):
+    predictions: list[ValuePrediction] = Field(description="One per input, in input order.")
+
+
+class SurvivalResponse(_Response):
+    predictions: list[RiskPrediction] = Field(description="One per input, in input order.")
+
+
+PredictResponse = ClassificationResponse | RegressionResponse | SurvivalResponse
 
 
 def _pydantic_errors(error: ValidationError) -> list[dict]:
@@ -44,51 +84,74 @@ def _pydantic_errors(error: ValidationError) -> list[dict]:
 
 
 @dataclass(frozen=True)
-class TextClassificationSchema:
-    request = TextPredictRequest
-    response = ClassificationResponse
+class TaskSchema:
+    """How one task's requests are read and checked and how its answers are shaped."""
 
-    def parse(self, body: bytes, limits: ServeSpec) -> list[str]:
-        """The texts of a request body, or InputError naming each bad field."""
+    request: type[BaseModel]
+    response: type[_Response]
+    target_kind: str
+
+    def parse(self, body: bytes, limits: ServeSpec, validator) -> list:
+        """Validated, normalised inputs of a request body, or InputError naming each bad field.
+
+        Inputs go through the same validator as the training data (alphabet, SMILES parse,
+        feature names and types), recorded with the checkpoint.
+        """
         try:
-            request = TextPredictRequest.model_validate_json(body)
+            request = self.request.model_validate_json(body)
         except ValidationError as error:
             raise InputError(_pydantic_errors(error)) from None
-        texts = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)
+        single = not isinstance(request.inputs, list)
+        inputs = [request.inputs] if single else list(request.inputs)
+
+        def loc(i: int) -> list:
+            return ["body", "inputs"] if single else ["body", "inputs", i]
+
         errors = []
-        if not texts:
-            errors.append({"loc": ["body", "inputs"], "msg": "inputs is empty: send at least one text", "type": "value_error"})
-        if len(texts) > limits.max_inputs_per_request:
-            errors.append({"loc": ["body", "inputs"], "msg": f"{len(texts)} inputs; at most {limits.max_inputs_per_request} per request", "type": "value_error"})
-        for i, text in enumerate(texts):
-            loc = ["body", "inputs"] if isinstance(request.inputs, str) else ["body", "inputs", i]
-            if not text.strip():
-                errors.append({"loc": loc, "msg": "input is empty or whitespace", "type": "value_error"})
-            elif len(text) > limits.max_input_chars:
-                errors.append({"loc": loc, "msg": f"input has {len(text)} characters; at most {limits.max_input_chars}", "type": "value_error"})
+        if not inputs:
+            errors.append({"loc": ["body", "inputs"], "msg": "inputs is empty: send at least one input", "type": "value_error"})
+        if len(inputs) > limits.max_inputs_per_request:
+            errors.append({"loc": ["body", "inputs"], "msg": f"{len(inputs)} inputs; at most {limits.max_inputs_per_request} per request", "type": "value_error"})
+        for i, item in enumerate(inputs):
+            if isinstance(item, str) and len(item) > limits.max_input_chars:
+                errors.append({"loc": loc(i), "msg": f"input has {len(item)} characters; at most {limits.max_input_chars}", "type": "value_error"})
         if errors:
             raise InputError(errors[:20])
-        return texts
+        try:
+            return validator.validate(inputs)
+        except InvalidInputs as error:
+            raise InputError([{"loc": loc(i), "msg": message, "type": "value_error"} for i, message in error.problems[:20]]) from None
 
-    def respond(self, *, name: str, version: int, labels: list[str], probs: np.ndarray) -> ClassificationResponse:
-        return ClassificationResponse(
-            model=name,
-            version=version,
-            predictions=[
+    def respond(self, *, name: str, version: int, labels: list[str], predictions: np.ndarray) -> _Response:
+        if self.target_kind == "classification":
+            rows = [
                 LabelPrediction(label=labels[int(row.argmax())], probabilities={label: float(p) for label, p in zip(labels, row)})
-                for row in probs
-            ],
-        )
+                for row in predictions
+            ]
+        elif self.target_kind == "regression":
+            rows = [ValuePrediction(value=float(v)) for v in predictions]
+        else:
+            rows = [RiskPrediction(risk_score=float(v)) for v in predictions]
+        return self.response(model=name, version=version, predictions=rows)
 
 
-TASK_SCHEMAS = {"text_classification": TextClassificationSchema()}
+_RESPONSES = {"classification": ClassificationResponse, "regression": RegressionResponse, "survival": SurvivalResponse}
+
+TASK_SCHEMAS = {
+    task.name: TaskSchema(
+        request=TabularPredictRequest if task.input_kind == "tabular" else SequencePredictRequest,
+        response=_RESPONSES[task.target_kind],
+        target_kind=task.target_kind,
+    )
+    for task in TASKS.values()
+}
 
 
 def openapi_request_body() -> dict:
-    """The predict endpoint's documented body: one schema per task family."""
+    """The predict endpoint's documented body: one schema per input kind."""
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"oneOf": [s.request.model_json_schema() for s in TASK_SCHEMAS.values()]}}},
+            "content": {"application/json": {"schema": {"oneOf": [SequencePredictRequest.model_json_schema(), TabularPredictRequest.model_json_schema()]}}},
         }
     }

@@ -7,26 +7,32 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from biomed.data import load_labelled_text, stratified_split
+from biomed.data import Columns, load_examples, stratified_split
+from biomed.inputs import TextValidator
 from biomed.metrics import classification_metrics
 from jobs.worker import epoch_batches
+
+
+def _load_text(path):
+    columns = Columns(input="text", label="label")
+    return load_examples(path, columns=columns, target_kind="classification", labels=["x", "y"], validator=TextValidator())
 
 
 def test_missing_text_and_label_rows_are_reported_not_hidden(tmp_path):
     path = tmp_path / "d.parquet"
     pq.write_table(pa.table({"text": ["a", None, "c", " ", "e", "f"], "label": ["x", "y", None, "x", "y", None]}), path)
-    data = load_labelled_text(path, text_column="text", label_column="label", labels=["x", "y"])
-    assert data.texts == ["a", "e"]
+    data = _load_text(path)
+    assert data.inputs == ["a", "e"]
     assert list(data.source_rows) == [0, 4]
     reasons = {d.reason.split(" (")[0]: (d.count, d.first_rows) for d in data.dropped}
-    assert reasons == {"missing text": (2, [1, 3]), "missing label": (2, [2, 5])}
+    assert reasons == {"missing input": (2, [1, 3]), "missing target": (2, [2, 5])}
 
 
 def test_csv_reads_like_parquet(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text('text,label\n"hello, world",x\nbye,y\n')
-    data = load_labelled_text(path, text_column="text", label_column="label", labels=["x", "y"])
-    assert data.texts == ["hello, world", "bye"] and list(data.label_ids) == [0, 1]
+    data = _load_text(path)
+    assert data.inputs == ["hello, world", "bye"] and list(data.targets) == [0, 1]
 
 
 def test_stratified_split_is_deterministic_and_stratified():
@@ -78,7 +84,7 @@ def test_head_gets_its_own_learning_rate_and_norms_no_decay(planted_dir, tmp_pat
 
     raw = tiny_spec(planted_dir, tmp_path)
     raw["training"] = {**raw["training"], "learning_rate": 1e-4, "head_learning_rate": 1e-2, "weight_decay": 0.05}
-    model = build_classifier(backbone="tiny-bert", path=None, labels=["a", "b", "c"], dropout=None, vocab_size=30522)
+    model = build_classifier(backbone="tiny-bert", path=None, labels=["a", "b", "c"], num_outputs=3, dropout=None, vocab_size=30522)
     optimizer = _optimizer(model, parse_spec(raw))
     by_id = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     params = dict(model.named_parameters())

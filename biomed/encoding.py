@@ -1,0 +1,128 @@
+"""Turning validated inputs into model batches, one encoder per input kind.
+
+An encoder is fitted on the training split (a SMILES vocabulary, feature statistics), saved with
+the checkpoint, and reloaded by the predictor, so serving encodes exactly as training did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from biomed.tabular import TabularPreprocessor
+from biomed.text import collate
+from biomed.tokenization import SequenceEncoder, build_sequence_encoder
+
+
+class Encoded(Protocol):
+    def __len__(self) -> int: ...
+
+    def lengths(self) -> list[int]: ...
+
+    def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass
+class TokenIds:
+    """Token ids per row; a batch is padded to its longest row, not to the maximum length."""
+
+    ids: list[list[int]]
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> list[int]:
+        return [len(i) for i in self.ids]
+
+    def batch(self, rows):
+        return collate([self.ids[r] for r in rows], pad_id=self.pad_id)
+
+
+@dataclass
+class FeatureRows:
+    features: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def lengths(self) -> list[int]:
+        return [1] * len(self.features)
+
+    def batch(self, rows):
+        return {"features": torch.from_numpy(self.features[np.asarray(rows)])}
+
+
+class Encoder(Protocol):
+    input_kind: str
+
+    def encode(self, inputs: list, *, max_length: int) -> Encoded: ...
+
+    def metadata(self) -> dict: ...
+
+    def save(self, directory: str | Path) -> None: ...
+
+
+@dataclass
+class TokenEncoder:
+    sequences: SequenceEncoder
+
+    @property
+    def input_kind(self) -> str:
+        return self.sequences.input_kind
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sequences.vocab_size
+
+    def encode(self, inputs, *, max_length):
+        return TokenIds(self.sequences.encode(inputs, max_length=max_length), pad_id=self.sequences.pad_id)
+
+    def metadata(self):
+        return self.sequences.metadata()
+
+    def save(self, directory):
+        self.sequences.save(directory)
+
+
+@dataclass
+class TabularEncoder:
+    preprocessor: TabularPreprocessor
+    input_kind: str = "tabular"
+
+    @property
+    def num_features(self) -> int:
+        return self.preprocessor.num_features
+
+    def encode(self, inputs, *, max_length):
+        return FeatureRows(self.preprocessor.transform(inputs))
+
+    def metadata(self):
+        return {"input_kind": "tabular", "preprocessor": self.preprocessor.to_dict()}
+
+    def save(self, directory):
+        pass  # its statistics live in biomed.json (metadata)
+
+
+def build_encoder(
+    input_kind: str, *, train_inputs: list, backbone_tokenizer=None, kmer_size: int = 6, kmer_stride: int = 1,
+    numeric: list[str] = (), categorical: list[str] = (),
+) -> Encoder:
+    """The encoder of an input kind, fitted on the training inputs."""
+    if input_kind == "tabular":
+        return TabularEncoder(TabularPreprocessor.fit(train_inputs, numeric=list(numeric), categorical=list(categorical)))
+    return TokenEncoder(
+        build_sequence_encoder(input_kind, backbone_tokenizer=backbone_tokenizer, train_inputs=train_inputs, kmer_size=kmer_size, kmer_stride=kmer_stride)
+    )
+
+
+def load_encoder(directory: str | Path, metadata: dict) -> Encoder:
+    """The encoder saved with a checkpoint (tokenizer files, or statistics in biomed.json)."""
+    encoder = metadata.get("encoder", {"input_kind": "text"})
+    if encoder["input_kind"] == "tabular":
+        return TabularEncoder(TabularPreprocessor.from_dict(encoder["preprocessor"]))
+    return TokenEncoder(SequenceEncoder.load(directory, encoder))
