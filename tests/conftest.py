@@ -56,3 +56,63 @@ def ray_cluster():
     ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory) -> Path:
+    """Planted-signal train/test files for every non-text family (see biomed.synthetic)."""
+    import pyarrow.parquet as pq
+
+    from biomed import synthetic
+
+    root = tmp_path_factory.mktemp("families")
+    makers = {
+        "dna": lambda n, seed: synthetic.planted_sequence_table("dna", n, seed=seed),
+        "protein": lambda n, seed: synthetic.planted_sequence_table("protein", n, seed=seed),
+        "smiles": synthetic.planted_smiles_table,
+        "tabular": synthetic.planted_tabular_table,
+        "survival": synthetic.planted_survival_table,
+    }
+    for family, make in makers.items():
+        pq.write_table(make(400, seed=1), root / f"{family}_train.parquet")
+        pq.write_table(make(150, seed=2), root / f"{family}_test.parquet")
+    return root
+
+
+FAMILY_SPECS = {
+    # family: (task, model, data columns, training overrides)
+    "dna": ("dna_classification", {"backbone": "tiny-bert", "kmer_size": 3}, {"text_column": "sequence"}, {}),
+    "protein": ("protein_classification", {"backbone": "tiny-bert"}, {"text_column": "sequence"}, {}),
+    "smiles": ("molecule_regression", {"backbone": "tiny-bert"}, {"text_column": "smiles", "label_column": "value", "split": "scaffold"}, {}),
+    "tabular": ("tabular_classification", {"backbone": "mlp"}, {"numeric_columns": ["x1", "x2", "x3", "x4"], "categorical_columns": ["site"]}, {}),
+    "survival": (
+        "survival", {"backbone": "mlp"},
+        {"numeric_columns": ["x1", "x2", "x3"], "categorical_columns": ["stage"], "time_column": "time", "event_column": "event"},
+        {"batch_size_per_worker": 32},
+    ),
+}
+
+
+def family_spec(family: str, data_dir: Path, storage: Path, **overrides) -> dict:
+    task, model, columns, training = FAMILY_SPECS[family]
+    spec = {
+        "name": f"planted-{family}",
+        "task": {"name": task},
+        "data": {"train_path": str(data_dir / f"{family}_train.parquet"), "test_path": str(data_dir / f"{family}_test.parquet"), **columns},
+        "model": model,
+        "training": {"epochs": 6, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 64, "warmup_ratio": 0.05, **training},
+        "scaling": {"num_workers": 2 if family == "smiles" else 1},
+        "storage_path": str(storage),
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture(scope="session")
+def family_models(ray_cluster, family_dir, tmp_path_factory) -> dict:
+    """Every family trained once on its planted data and registered: {family: summary}."""
+    from jobs.spec import parse_spec
+    from jobs.train import train
+
+    storage = tmp_path_factory.mktemp("family-runs")
+    return {family: train(parse_spec(family_spec(family, family_dir, storage))) for family in FAMILY_SPECS}

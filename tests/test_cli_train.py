@@ -50,7 +50,8 @@ def test_train_registers_checkpoint_that_plain_transformers_loads(planted_dir, t
     with torch.inference_mode():
         logits = model(**tokenizer(texts, truncation=True, max_length=40, padding=True, return_tensors="pt")).logits
     plain = [model.config.id2label[int(i)] for i in logits.argmax(-1)]
-    assert plain == Predictor(directory=model_dir).predict(texts)
+    predictor = Predictor(directory=model_dir)
+    assert plain == [predictor.labels[i] for i in predictor.predict(texts).argmax(axis=1)]
 
     run_dir = Path(summary["run_path"])
     with open(run_dir / "metrics.csv") as f:

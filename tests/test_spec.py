@@ -140,7 +140,13 @@ def test_shipped_configs_validate(tmp_path, monkeypatch):
     configs = sorted(Path("configs").resolve().glob("*.yaml"))
     assert configs
     monkeypatch.chdir(tmp_path)
-    DATASETS["drug-reviews"](tmp_path / "data" / "drug_reviews")
+    for name, build in DATASETS.items():
+        build(tmp_path / "data" / name.replace("-", "_"))
+    tasks = set()
     for path in configs:
         spec = load_spec(path)
         assert spec.storage_path.startswith(str(tmp_path))
+        assert path.read_text().startswith("# "), f"{path.name} has no header"
+        tasks.add(spec.task.name)
+    # One documented config per family.
+    assert {"text_classification", "dna_classification", "protein_classification", "molecule_regression", "tabular_classification", "survival"} <= tasks
