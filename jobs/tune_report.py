@@ -11,10 +11,8 @@ import pyarrow.parquet as pq
 
 from jobs.spec import JobSpec
 
-REPORTED = (
-    "epoch", "train_loss", "val_accuracy", "val_macro_f1", "val_auroc", "val_loss",
-    "train_seconds", "epoch_seconds", "time_total_s", "checkpoint_path",
-)
+# Besides every validation metric of the task (val_*), whatever the family.
+REPORTED = ("epoch", "train_loss", "train_seconds", "epoch_seconds", "time_total_s", "checkpoint_path")
 
 
 def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:
@@ -33,7 +31,7 @@ def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:
         trial_id = str(frame["trial_id"].iloc[-1])
         # A resumed trial reports some epochs again; keep the last report of each epoch.
         for record in frame.drop_duplicates(subset="epoch", keep="last").to_dict("records"):
-            row = {k: record.get(k) for k in REPORTED if k in record}
+            row = {k: v for k, v in record.items() if k in REPORTED or k.startswith("val_")}
             row.update({"trial_id": trial_id, "status": status, "config": config, "planned_epochs": planned, "epoch": int(record["epoch"])})
             rows.append(row)
     return rows

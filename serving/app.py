@@ -195,6 +195,7 @@ class ModelServer:
             "selection": entry.get("selection"),
             "val_metrics": entry.get("val_metrics"),
             "test_metrics": entry.get("test_metrics"),
+            "baseline": entry.get("baseline"),
             "baseline_test_metrics": entry.get("baseline_test_metrics"),
             "registered_at": entry.get("registered_at"),
             "spec_hash": entry.get("spec_hash"),

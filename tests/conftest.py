@@ -81,7 +81,7 @@ def family_dir(tmp_path_factory) -> Path:
 
 FAMILY_SPECS = {
     # family: (task, model, data columns, training overrides)
-    "dna": ("dna_classification", {"backbone": "tiny-bert", "kmer_size": 3}, {"text_column": "sequence"}, {}),
+    "dna": ("dna_classification", {"backbone": "tiny-bert", "kmer_size": 3}, {"text_column": "sequence"}, {"epochs": 12}),
     "protein": ("protein_classification", {"backbone": "tiny-bert"}, {"text_column": "sequence"}, {}),
     "smiles": ("molecule_regression", {"backbone": "tiny-bert"}, {"text_column": "smiles", "label_column": "value", "split": "scaffold"}, {}),
     "tabular": ("tabular_classification", {"backbone": "mlp"}, {"numeric_columns": ["x1", "x2", "x3", "x4"], "categorical_columns": ["site"]}, {}),
