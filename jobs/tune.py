@@ -56,12 +56,19 @@ def _mode(spec: JobSpec) -> str:
     return get_task(spec.task.name).metric_mode(_metric(spec))
 
 
-def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str) -> None:
+def trial_run_name(spec: JobSpec, data_fingerprint: str, experiment: str) -> str:
+    """A trial's Train run: deterministic within its search (a resumed search resumes it), and
+    never the folder of a plain `biomed train` run of the same settings, which may be finished:
+    a trial that "resumed" that run would report nothing and fail the search."""
+    return f"{run_name(spec, data_fingerprint)}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
+
+
+def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experiment: str) -> None:
     """Tune function trainable: one Ray Train run per trial."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     spec = trial_spec(JobSpec.model_validate(spec_dict), params)
-    build_trainer(spec, name=run_name(spec, data_fingerprint), callbacks=[TuneReportCallback()]).fit()
+    build_trainer(spec, name=trial_run_name(spec, data_fingerprint, experiment), callbacks=[TuneReportCallback()]).fit()
 
 
 def _max_epochs(spec: JobSpec) -> int:
@@ -117,7 +124,7 @@ def _scheduler(spec: JobSpec):
 def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool, concurrency: int):
     from ray import tune
 
-    trainable = tune.with_parameters(run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint)
+    trainable = tune.with_parameters(run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint, experiment=name)
     # The trial function only drives a Train run whose workers hold the CPUs/GPUs; reserving a CPU
     # for it would hold a core idle per trial. Tune refuses an empty request, so it reserves the
     # memory the driver process really uses instead.
@@ -173,7 +180,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     lineage = {"search": {"experiment": name, "path": str(exp_dir), "trial_id": best["trial_id"], "config": best["config"], "num_trials": len({r["trial_id"] for r in rows})}}
     outcome = score_and_register(
         best_spec, splits, ckpt_dir=Path(best[METRIC_CHECKPOINT_KEY]), val_metrics=best, fingerprint=fingerprint,
-        name=run_name(best_spec, fingerprint), lineage=lineage,
+        name=trial_run_name(best_spec, fingerprint, name), lineage=lineage,
     )
     trials = _trial_summaries(rows, key)
     return {

@@ -82,12 +82,18 @@ def test_predict_cli_answers_each_family_and_rejects_bad_input(family_models, tm
     assert missing.returncode == 2 and "missing features ['site', 'x2', 'x3', 'x4']" in missing.stderr
 
 
-def test_tune_searches_a_survival_model_on_its_c_index(family_models, family_dir, tmp_path):
+def test_tune_searches_a_survival_model_on_its_c_index(ray_cluster, family_dir, tmp_path):
     from jobs.registry import Registry
+    from jobs.train import train
     from jobs.tune import tune_search
 
-    raw = family_spec("survival", family_dir, tmp_path / "runs", name="planted-survival-search")
+    # `train` first runs the settings of the search's first trial to the end, in the same storage.
+    # That trial's Train run must not "resume" this finished run: it would report nothing and
+    # fail the search.
+    storage = tmp_path / "runs"
+    raw = family_spec("survival", family_dir, storage, checkpointing={"metric": "c_index", "mode": "max"})
     raw["training"] = {**raw["training"], "epochs": 3}
+    trained = train(parse_spec(raw))
     raw["tune"] = {
         "metric": "c_index",
         "search_space": {"learning_rate": {"choice": [1e-4, 3e-3]}},
@@ -99,8 +105,10 @@ def test_tune_searches_a_survival_model_on_its_c_index(family_models, family_dir
     summary = tune_search(parse_spec(raw))
     assert summary["num_trials"] == 2
     assert summary["selection"]["metric"] == "val_c_index" and summary["selection"]["mode"] == "max"
-    entry = Registry(root=tmp_path / "runs" / "registry").get("planted-survival-search")
+    assert summary["registered"]["version"] == 2  # after the version `train` registered
+    entry = Registry(root=storage / "registry").get("planted-survival@2")
     assert entry["task"] == "survival" and entry["test_metrics"]["c_index"] > 0.6
+    assert entry["run_path"] != trained["run_path"]
     rows = pq.read_table(summary["results_parquet"]).to_pylist()
     assert summary["selection"]["value"] == pytest.approx(max(r["val_c_index"] for r in rows))
     assert np.isfinite(summary["selection"]["value"]) and summary["best_trial"]["val_c_index"] == summary["selection"]["value"]
