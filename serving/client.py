@@ -19,7 +19,11 @@ class ServeError(RuntimeError):
 
 
 class Client:
-    """`Client(url).predict("drug-reviews", ["text", ...])` → the endpoint's JSON answer."""
+    """`Client(url).predict("drug-reviews", ["text", ...])` → the endpoint's JSON answer.
+
+    Inputs are strings (text, DNA, protein, SMILES) or, for tabular and survival models,
+    records: `predict("whas500", [{"age": 71, "gender": "1", ...}])`.
+    """
 
     RETRY_STATUSES = (429, 503)
 
@@ -62,7 +66,7 @@ class Client:
             wait = 0.1 * 2**attempt
         return min(max(wait, 0.0), self._max_backoff_s)
 
-    def predict(self, model: str, inputs: list[str] | str) -> dict:
+    def predict(self, model: str, inputs: list[str] | str | list[dict] | dict) -> dict:
         return self._request("POST", f"/{model}/predict", model=model, json={"inputs": inputs})
 
     def info(self, model: str) -> dict:
