@@ -106,8 +106,7 @@ def _terminated_configs(exp_root: Path) -> list[dict]:
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     from biomed.data import fingerprint_files
     from biomed.synthetic import write_planted_text
-    from jobs.train import run_name
-    from jobs.tune import trial_spec
+    from jobs.tune import experiment_name, trial_run_name, trial_spec
 
     write_planted_text(tmp_path / "train.parquet", 1500, seed=3)
     write_planted_text(tmp_path / "test.parquet", 100, seed=4)
@@ -130,7 +129,8 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     finished = _terminated_configs(tmp_path / "runs")
     assert 1 <= len(finished) < 3
     fingerprint = fingerprint_files(spec.data.files())
-    runs = [tmp_path / "runs" / run_name(trial_spec(spec, config), fingerprint) / "metrics.csv" for config in finished]
+    experiment = experiment_name(spec, fingerprint)
+    runs = [tmp_path / "runs" / trial_run_name(trial_spec(spec, config), fingerprint, experiment) / "metrics.csv" for config in finished]
     mtimes = {run: run.stat().st_mtime for run in runs}
 
     refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
