@@ -71,22 +71,31 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def _metrics_line(metrics: dict) -> str:
+    def show(v) -> str:
+        if isinstance(v, list):  # a bootstrap interval
+            return "[" + ", ".join(f"{x:.4f}" for x in v) + "]"
+        return f"{v:.4f}"
+
+    return " ".join(f"{k}={show(v)}" for k, v in metrics.items())
+
+
 def _print_tune_summary(s: dict) -> None:
     best = s["best_trial"]
     print(f"search {s['experiment']}: {s['num_trials']} trials, {s['num_stopped_early']} stopped early, {s['trial_epochs']} trial-epochs")
     print(f"  best trial {best['trial_id']} epoch {best['epoch']}: {s['selection']['metric']}={s['selection']['value']:.4f} config={best['config']}")
     print(f"  registered {s['name']}@{s['registered']['version']} ({'now best' if s['registered']['is_best'] else s['registered']['best_reason']})")
     if s["test_metrics"]:
-        print("  test: " + " ".join(f"{k}={v:.4f}" for k, v in s["test_metrics"].items()))
+        print("  test: " + _metrics_line(s["test_metrics"]))
     print(f"  results: {s['results_csv']}  plot: {s['plot_png']}")
 
 
 def _print_train_summary(s: dict) -> None:
     print(f"run {s['run_name']}: registered {s['name']}@{s['registered']['version']} at {s['registered']['path']}")
     print(f"  selected by {s['selection']['metric']} = {s['selection']['value']:.4f}")
-    for label, metrics in (("model", s["test_metrics"]), ("TF-IDF + logistic regression", s["baseline_test_metrics"])):
+    for label, metrics in (("model", s["test_metrics"]), (f"baseline {s['baseline']}", s["baseline_test_metrics"])):
         if metrics:
-            print(f"  test {label}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+            print(f"  test {label}: " + _metrics_line(metrics))
     print(f"  learning curve: {s['learning_curve_png']}  metrics: {s['metrics_csv']}")
 
 

@@ -164,3 +164,12 @@ def test_serve_answers_per_family_and_rejects_bad_inputs_with_422(family_models,
         assert bad_dna.status_code == 422 and "'R' at position 4" in bad_dna.json()["detail"][0]["msg"]
     finally:
         serve.shutdown()
+
+
+def test_human_summaries_print_metrics_and_intervals(family_models, capsys):
+    from jobs.cli import _print_train_summary
+
+    _print_train_summary(family_models["survival"])
+    out = capsys.readouterr().out
+    assert "test model: c_index=0." in out and "c_index_ci95=[0." in out
+    assert "test baseline cox_ph: c_index=0." in out
