@@ -175,3 +175,24 @@ def test_antiberty_backbone_loads_its_pretrained_weights_and_residue_vocabulary(
     pretrained = torch.load(package_dir("antiberty") / BACKBONES["antiberty"].subdir / "pytorch_model.bin", weights_only=True, map_location="cpu")
     key = "bert.encoder.layer.7.output.dense.weight"
     assert torch.equal(model.state_dict()[key], pretrained[key])
+
+
+def test_baselines_of_the_other_targets_learn_planted_signals():
+    """Morgan + forest for molecule classification and ridge for tabular regression (their
+    model paths share the tested code; their baselines do not)."""
+    from biomed import synthetic
+    from biomed.baselines import BASELINES, BaselineContext
+    from biomed.metrics import classification_metrics, regression_metrics
+
+    mols = synthetic.planted_smiles_table(300, seed=0).to_pylist()
+    smiles = [r["smiles"] for r in mols]
+    has_chlorine = np.array([int("Cl" in s) for s in smiles])
+    ctx = BaselineContext(num_classes=2, seed=0, target_kind="classification")
+    probs = BASELINES["morgan_random_forest"](smiles[:200], has_chlorine[:200], smiles[200:], ctx)
+    assert classification_metrics(has_chlorine[200:], probs)["auroc"] > 0.95
+
+    rows = synthetic.planted_tabular_table(300, seed=0).to_pylist()
+    features = [{k: r[k] for k in ("x1", "x2", "x3", "x4", "site")} for r in rows]
+    value = np.array([r["x1"] - 2 * r["x2"] for r in rows])
+    ctx = BaselineContext(num_classes=0, seed=0, target_kind="regression", numeric=("x1", "x2", "x3", "x4"), categorical=("site",))
+    assert regression_metrics(value[200:], BASELINES["ridge"](features[:200], value[:200], features[200:], ctx))["r2"] > 0.99
