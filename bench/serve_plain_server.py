@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from biomed.checkpoint import Predictor  # noqa: E402
-from serving.schemas import TextPredictRequest  # noqa: E402
+from serving.schemas import SequencePredictRequest  # noqa: E402
 
 app = FastAPI()
 STATE: dict = {}
@@ -54,7 +54,7 @@ async def start_batcher() -> None:
 
 @app.post("/predict")
 async def predict(request: Request) -> dict:
-    body = TextPredictRequest.model_validate_json(await request.body())
+    body = SequencePredictRequest.model_validate_json(await request.body())
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     predictor: Predictor = STATE["predictor"]
     if STATE["batching"]:
