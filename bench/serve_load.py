@@ -60,12 +60,12 @@ def raw_floor(model_dir: Path, seconds: float) -> dict:
     torch.set_num_threads(1)
     predictor = Predictor(directory=model_dir)
     for _ in range(20):
-        predictor.predict_proba([TEXT])
+        predictor.predict([TEXT])
     latencies = []
     stop = time.perf_counter() + seconds
     while time.perf_counter() < stop:
         started = time.perf_counter()
-        predictor.predict_proba([TEXT])
+        predictor.predict([TEXT])
         latencies.append(time.perf_counter() - started)
     latencies.sort()
     return {"concurrency": 1, "requests_per_s": round(len(latencies) / seconds, 1), "p50_ms": round(statistics.median(latencies) * 1000, 2), "p99_ms": round(latencies[int(0.99 * len(latencies))] * 1000, 2)}

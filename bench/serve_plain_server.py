@@ -38,7 +38,7 @@ async def batcher(queue: asyncio.Queue, predictor: Predictor, max_batch_size: in
             except asyncio.TimeoutError:
                 break
         texts = [t for texts, _ in items for t in texts]
-        probs = await asyncio.to_thread(predictor.predict_proba, texts)
+        probs = await asyncio.to_thread(predictor.predict, texts)
         start = 0
         for texts, future in items:
             future.set_result(probs[start : start + len(texts)])
@@ -62,7 +62,7 @@ async def predict(request: Request) -> dict:
         await STATE["queue"].put((texts, future))
         probs = await future
     else:
-        probs = await asyncio.to_thread(predictor.predict_proba, texts)
+        probs = await asyncio.to_thread(predictor.predict, texts)
     labels = predictor.labels
     return {"predictions": [{"label": labels[int(p.argmax())], "probabilities": dict(zip(labels, map(float, p)))} for p in probs]}
 

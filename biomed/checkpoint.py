@@ -87,10 +87,6 @@ class Predictor:
         outputs = raw_outputs(self.model, encoded, np.arange(len(inputs)), batch_size=self.batch_size)
         return self.task.target.predictions(outputs, self.metadata.get("target_scaling"))
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities (classification tasks)."""
-        return self.predict(texts)
-
     def describe(self, prediction: np.ndarray | float) -> dict:
         """One prediction as JSON: label and probabilities, value, or risk score."""
         kind = self.task.target_kind

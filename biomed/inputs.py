@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 MAX_REPORTED = 10
@@ -111,8 +111,6 @@ class TabularValidator:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...] = ()
     kind: str = "tabular"
-    allow_missing: bool = True
-    extra_keys: tuple[str, ...] = field(default=())
 
     def validate(self, values: list) -> list[dict]:
         expected = set(self.numeric) | set(self.categorical)
@@ -121,7 +119,7 @@ class TabularValidator:
             if not isinstance(row, dict):
                 problems.append((i, f"expected an object of features, got {type(row).__name__}"))
                 continue
-            unknown = sorted(set(row) - expected - set(self.extra_keys))
+            unknown = sorted(set(row) - expected)
             missing = sorted(expected - set(row))
             if unknown:
                 problems.append((i, f"unknown features {unknown}; expected {sorted(expected)}"))
@@ -144,8 +142,6 @@ class TabularValidator:
                     problems.append((i, f"feature {name!r} must be a category (string), got {value!r}"))
                 else:
                     clean[name] = str(value)
-            if not self.allow_missing and any(v is None for v in clean.values()):
-                problems.append((i, f"missing values for {sorted(k for k, v in clean.items() if v is None)}"))
             out.append(clean)
         _raise_if(problems)
         return out

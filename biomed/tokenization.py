@@ -18,6 +18,8 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
+from biomed.text import encode_texts
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SMILES_REGEX = r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|\%[0-9]{2}|[0-9])"
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
@@ -100,7 +102,7 @@ class SequenceEncoder:
         return list(sequences)
 
     def encode(self, sequences: list[str], *, max_length: int) -> list[list[int]]:
-        return self.tokenizer(self.prepare(sequences), truncation=True, max_length=max_length)["input_ids"]
+        return encode_texts(self.tokenizer, self.prepare(sequences), max_length=max_length)
 
     @property
     def pad_id(self) -> int:

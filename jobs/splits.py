@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from biomed.data import Examples, load_examples, random_split, stratified_split
-from biomed.inputs import AlphabetValidator, TabularValidator, sequence_validator
+from biomed.inputs import TabularValidator, sequence_validator
 from biomed.molecules import scaffold_split
 from biomed.tasks import get_task
 from jobs.spec import JobSpec
@@ -40,10 +40,9 @@ def input_validator(spec: JobSpec):
     d = spec.data
     if task.input_kind == "tabular":
         return TabularValidator(numeric=tuple(d.numeric_columns), categorical=tuple(d.categorical_columns))
-    validator = sequence_validator(task.input_kind, canonicalize=d.canonicalize_smiles)
-    if task.input_kind == "dna":
-        validator = AlphabetValidator(kind="dna", alphabet=validator.alphabet, min_length=spec.model.kmer_size)
-    return validator
+    # A DNA sequence shorter than one k-mer has no token to give.
+    min_length = spec.model.kmer_size if task.input_kind == "dna" else 1
+    return sequence_validator(task.input_kind, min_length=min_length, canonicalize=d.canonicalize_smiles)
 
 
 def _hold_out(spec: JobSpec, data: Examples) -> tuple[np.ndarray, np.ndarray]:

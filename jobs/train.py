@@ -118,7 +118,7 @@ def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     if splits.test is None:
         return out
     context = BaselineContext(
-        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=min(spec.model.kmer_size, 6),
+        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=spec.model.kmer_size if task.input_kind == "dna" else 3,
         numeric=tuple(spec.data.numeric_columns), categorical=tuple(spec.data.categorical_columns),
     )
     baseline = BASELINES[task.baseline](splits.train.inputs, splits.train.targets, splits.test.inputs, context)

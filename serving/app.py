@@ -181,7 +181,7 @@ class ModelServer:
             predictions = await asyncio.wait_for(call, timeout=self._settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise _error(408, f"prediction took longer than the server's {self._settings.request_timeout_s} s limit") from None
-        return schema.respond(name=loaded.name, version=loaded.version, labels=loaded.predictor.labels, predictions=predictions)
+        return schema.respond(name=loaded.name, version=loaded.version, predictor=loaded.predictor, predictions=predictions)
 
     @app.get("/{model}/info")
     async def info(self, model: str, request: Request) -> dict:

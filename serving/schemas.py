@@ -89,7 +89,6 @@ class TaskSchema:
 
     request: type[BaseModel]
     response: type[_Response]
-    target_kind: str
 
     def parse(self, body: bytes, limits: ServeSpec, validator) -> list:
         """Validated, normalised inputs of a request body, or InputError naming each bad field.
@@ -122,17 +121,10 @@ class TaskSchema:
         except InvalidInputs as error:
             raise InputError([{"loc": loc(i), "msg": message, "type": "value_error"} for i, message in error.problems[:20]]) from None
 
-    def respond(self, *, name: str, version: int, labels: list[str], predictions: np.ndarray) -> _Response:
-        if self.target_kind == "classification":
-            rows = [
-                LabelPrediction(label=labels[int(row.argmax())], probabilities={label: float(p) for label, p in zip(labels, row)})
-                for row in predictions
-            ]
-        elif self.target_kind == "regression":
-            rows = [ValuePrediction(value=float(v)) for v in predictions]
-        else:
-            rows = [RiskPrediction(risk_score=float(v)) for v in predictions]
-        return self.response(model=name, version=version, predictions=rows)
+    def respond(self, *, name: str, version: int, predictor, predictions: np.ndarray) -> _Response:
+        # The predictor shapes each answer (as `biomed predict` prints it); the response model
+        # documents and checks that shape.
+        return self.response(model=name, version=version, predictions=[predictor.describe(p) for p in predictions])
 
 
 _RESPONSES = {"classification": ClassificationResponse, "regression": RegressionResponse, "survival": SurvivalResponse}
@@ -141,7 +133,6 @@ TASK_SCHEMAS = {
     task.name: TaskSchema(
         request=TabularPredictRequest if task.input_kind == "tabular" else SequencePredictRequest,
         response=_RESPONSES[task.target_kind],
-        target_kind=task.target_kind,
     )
     for task in TASKS.values()
 }
