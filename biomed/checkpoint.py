@@ -1,8 +1,9 @@
 """The model checkpoint format: a plain Hugging Face folder plus biomed.json.
 
 `save_pretrained` writes safetensors + config (with id2label) + tokenizer, so
-`AutoModelForSequenceClassification.from_pretrained(path)` works without this package (the
-tabular MLP needs `import biomed.tabular` to register its class). biomed.json records what the
+`AutoModelForSequenceClassification.from_pretrained(path)` works without this package for stock
+BERT heads; the mean-pooled BERT and the tabular MLP need `import biomed.checkpoint` first, which
+registers their classes. biomed.json records what the
 service needs beyond that: task, labels, the input check, the encoder (k-mer settings, feature
 statistics) and the target scaling.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import biomed.pooling  # noqa: F401  (registers the mean-pooled BERT with the Auto classes)
 import biomed.tabular  # noqa: F401  (registers the MLP with the Auto classes)
 from biomed.encoding import Encoder, load_encoder
 from biomed.inputs import validator_from_dict

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from biomed.data import SUPPORTED_SUFFIXES, Columns, column_names, distinct_labels
-from biomed.models import BACKBONES, check_backbone_input, check_local_model_dir
+from biomed.models import BACKBONES, MLPPreset, check_backbone_input, check_local_model_dir, default_pooling
 from biomed.tasks import TASKS, get_task
 from jobs.tune_spec import TuneSpec
 from serving.config import ServeSpec
@@ -109,7 +109,21 @@ class ModelSpec(_Spec):
 
     kmer_size: int = Field(default=6, ge=1, le=8, description="DNA tasks: nucleotides per k-mer token.")
     kmer_stride: int = Field(default=1, ge=1, le=8, description="DNA tasks: step between k-mer starts (1: overlapping k-mers, kmer_size: non-overlapping).")
+    pooling: Literal["cls", "mean"] | None = Field(
+        default=None,
+        description="BERT-family models: what the classification head reads. 'cls': the [CLS] state through the pooler (stock BertForSequenceClassification); 'mean': the mean of the token states, as sentence-embedding models such as all-MiniLM-L6-v2 were trained. Omitted: the backbone's own ('mean' for all-minilm-l6-v2, 'cls' otherwise).",
+    )
     hidden_sizes: list[int] | None = Field(default=None, min_length=1, description="MLP backbone (tabular and survival tasks): widths of the hidden layers. Omitted: the preset's [128, 64].")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_pooling(cls, data):
+        # Resolved here so the run name (a hash of the spec) names the architecture trained.
+        if isinstance(data, dict) and data.get("pooling") is None:
+            backbone = data.get("backbone")
+            if not isinstance(BACKBONES.get(backbone) if isinstance(backbone, str) else None, MLPPreset):
+                data = {**data, "pooling": default_pooling(backbone if isinstance(backbone, str) else None)}
+        return data
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -137,6 +151,14 @@ class ModelSpec(_Spec):
     def _exactly_one(self) -> "ModelSpec":
         if (self.backbone is None) == (self.path is None):
             raise ValueError("give exactly one of model.backbone or model.path")
+        if self.pooling == "mean" and self.path is not None:
+            model_type = json.loads((Path(self.path) / "config.json").read_text()).get("model_type")
+            if model_type != "bert":
+                raise ValueError(f"pooling 'mean' needs a BERT model folder; {self.path!r} holds model_type {model_type!r}")
+        if isinstance(BACKBONES.get(self.backbone), MLPPreset):
+            if self.pooling is not None:
+                raise ValueError(f"pooling {self.pooling!r} applies to sequence models; backbone {self.backbone!r} reads tabular features")
+
         if self.kmer_stride > self.kmer_size:
             raise ValueError(f"kmer_stride {self.kmer_stride} is larger than kmer_size {self.kmer_size}: bases between k-mers would be skipped")
         return self

@@ -200,6 +200,7 @@ def train_loop_per_worker(config: dict) -> None:
     model = build_classifier(
         backbone=m.backbone, path=m.path, labels=labels, num_outputs=task.target.num_outputs(len(labels)), dropout=t.dropout,
         vocab_size=getattr(encoder, "vocab_size", 0), num_features=getattr(encoder, "num_features", 0), hidden_sizes=m.hidden_sizes,
+        pooling=m.pooling,
     )
     model = ray.train.torch.prepare_model(model)
     if class_weights is not None:

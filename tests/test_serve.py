@@ -44,8 +44,10 @@ def served(ray_cluster, planted_dir, tmp_path_factory, monkeypatch_module):
     _renamed_copy(planted_dir / "test.parquet", other / "test.parquet")
     storage = root / "runs"
     training = {"epochs": 4, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40}
-    for name, data in (("planted", planted_dir), ("planted-other", other)):
-        train(parse_spec(tiny_spec(data, storage, name=name, training=training, scaling={"num_workers": 1})))
+    # The second model reads the mean token state (biomed.pooling), the first stock [CLS].
+    for name, data, pooling in (("planted", planted_dir, "cls"), ("planted-other", other, "mean")):
+        model = {"backbone": "tiny-bert", "pooling": pooling}
+        train(parse_spec(tiny_spec(data, storage, name=name, model=model, training=training, scaling={"num_workers": 1})))
     port = free_port()
     settings = {
         "port": port, "num_cpus_per_replica": 0.5, "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
@@ -67,21 +69,24 @@ def _auth(token: str = TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_predict_matches_plain_transformers(served):
+@pytest.mark.parametrize("name, architecture", [("planted", "BertForSequenceClassification"), ("planted-other", "MeanPooledBertForSequenceClassification")])
+def test_predict_matches_plain_transformers(served, name, architecture):
+    import biomed.checkpoint  # noqa: F401  (registers the mean-pooled class with the Auto classes)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    entry = Registry(root=served["storage"] / "registry").get("planted")
+    entry = Registry(root=served["storage"] / "registry").get(name)
     texts = pq.read_table(Path(entry["spec"]["data"]["test_path"])).column("text").to_pylist()[:8]
     with Client(served["url"], token=TOKEN) as client:
-        answer = client.predict("planted", texts)
+        answer = client.predict(name, texts)
     tokenizer = AutoTokenizer.from_pretrained(entry["path"])
     model = AutoModelForSequenceClassification.from_pretrained(entry["path"]).eval()
+    assert type(model).__name__ == architecture
     with torch.inference_mode():
         logits = model(**tokenizer(texts, truncation=True, max_length=40, padding=True, return_tensors="pt")).logits
     assert [p["label"] for p in answer["predictions"]] == [model.config.id2label[int(i)] for i in logits.argmax(-1)]
-    assert answer["version"] == entry["version"] and answer["model"] == "planted"
+    assert answer["version"] == entry["version"] and answer["model"] == name
     probs = answer["predictions"][0]["probabilities"]
-    assert set(probs) == {"cardiac", "renal", "hepatic"} and abs(sum(probs.values()) - 1) < 1e-4
+    assert set(probs) == set(model.config.label2id) and abs(sum(probs.values()) - 1) < 1e-4
 
 
 def test_two_multiplexed_models_answer_with_their_own_labels(served):
