@@ -3,9 +3,8 @@
 `save_pretrained` writes safetensors + config (with id2label) + tokenizer, so
 `AutoModelForSequenceClassification.from_pretrained(path)` works without this package for stock
 BERT heads; the mean-pooled BERT and the tabular MLP need `import biomed.checkpoint` first, which
-registers their classes. biomed.json records what the
-service needs beyond that: task, labels, the input check, the encoder (k-mer settings, feature
-statistics) and the target scaling.
+registers their classes. biomed.json records what the service needs beyond that: task, labels,
+the input check, the encoder (k-mer settings, feature statistics) and the target scaling.
 """
 
 from __future__ import annotations

@@ -130,8 +130,12 @@ def check_local_model_dir(path: str | Path) -> None:
         )
 
 
-def default_pooling(backbone: str | None) -> str:
-    preset = BACKBONES.get(backbone) if backbone is not None else None
+def default_pooling(backbone) -> str | None:
+    """The head's pooling when a spec names none: a packaged backbone's own, "cls" for other
+    BERTs and model folders, None for the MLP (no sequence to pool)."""
+    preset = BACKBONES.get(backbone) if isinstance(backbone, str) else None
+    if isinstance(preset, MLPPreset):
+        return None
     return preset.pooling if isinstance(preset, PackagedBackbone) else "cls"
 
 

@@ -6,8 +6,9 @@ uses (MiniLM's pooler was never trained). On the drug reviews, a logistic regres
 features scores 0.813 test accuracy on the mean against 0.751 on [CLS].
 
 The class is registered with the Auto classes on import, so after `import biomed.pooling` (or
-`biomed.checkpoint`) a checkpoint reloads with `AutoModelForSequenceClassification.from_pretrained(path)`. Its weights keep
-`BertModel`'s names under `bert.`, so it loads any BERT checkpoint's body.
+`biomed.checkpoint`) a checkpoint reloads with
+`AutoModelForSequenceClassification.from_pretrained(path)`. Its weights keep `BertModel`'s
+names under `bert.`, so it loads any BERT checkpoint's body.
 """
 
 from __future__ import annotations

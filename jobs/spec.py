@@ -120,9 +120,7 @@ class ModelSpec(_Spec):
     def _resolve_pooling(cls, data):
         # Resolved here so the run name (a hash of the spec) names the architecture trained.
         if isinstance(data, dict) and data.get("pooling") is None:
-            backbone = data.get("backbone")
-            if not isinstance(BACKBONES.get(backbone) if isinstance(backbone, str) else None, MLPPreset):
-                data = {**data, "pooling": default_pooling(backbone if isinstance(backbone, str) else None)}
+            data = {**data, "pooling": default_pooling(data.get("backbone"))}
         return data
 
     @field_validator("hidden_sizes")
@@ -155,10 +153,8 @@ class ModelSpec(_Spec):
             model_type = json.loads((Path(self.path) / "config.json").read_text()).get("model_type")
             if model_type != "bert":
                 raise ValueError(f"pooling 'mean' needs a BERT model folder; {self.path!r} holds model_type {model_type!r}")
-        if isinstance(BACKBONES.get(self.backbone), MLPPreset):
-            if self.pooling is not None:
-                raise ValueError(f"pooling {self.pooling!r} applies to sequence models; backbone {self.backbone!r} reads tabular features")
-
+        if self.pooling is not None and isinstance(BACKBONES.get(self.backbone), MLPPreset):
+            raise ValueError(f"pooling {self.pooling!r} applies to sequence models; backbone {self.backbone!r} reads tabular features")
         if self.kmer_stride > self.kmer_size:
             raise ValueError(f"kmer_stride {self.kmer_stride} is larger than kmer_size {self.kmer_size}: bases between k-mers would be skipped")
         return self
