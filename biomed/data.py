@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from sklearn.model_selection import train_test_split
 
 from biomed.inputs import InvalidInputs
 
@@ -204,6 +203,8 @@ def stratified_split(
 
     Classes with a single example cannot be stratified; they stay in the training part.
     """
+    from sklearn.model_selection import train_test_split  # a second of imports, paid only here
+
     indices = np.arange(label_ids.size)
     counts = np.bincount(label_ids)
     singletons = np.isin(label_ids, np.flatnonzero(counts == 1))
@@ -216,6 +217,8 @@ def stratified_split(
 
 def random_split(num_rows: int, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of (train, validation), shuffled with a seed; for targets that cannot be stratified."""
+    from sklearn.model_selection import train_test_split
+
     train_idx, val_idx = train_test_split(np.arange(num_rows), test_size=fraction, random_state=seed)
     return np.sort(train_idx), np.sort(val_idx)
 

@@ -13,8 +13,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from biomed.metrics import classification_metrics, concordance_index, regression_metrics
-
 
 class Target(Protocol):
     kind: str
@@ -47,6 +45,10 @@ class ClassificationTarget:
         return torch.softmax(torch.from_numpy(outputs).float(), dim=-1).numpy()
 
     def metrics(self, targets, predictions, names=None):
+        # scikit-learn is imported where metrics are computed: a process that only builds a run
+        # (a Tune trial driver) skips its second of imports.
+        from biomed.metrics import classification_metrics
+
         return classification_metrics(targets, predictions, names)
 
 
@@ -71,6 +73,8 @@ class RegressionTarget:
         return outputs[:, 0].astype(np.float64) * scaling["std"] + scaling["mean"]
 
     def metrics(self, targets, predictions, names=None):
+        from biomed.metrics import regression_metrics
+
         return regression_metrics(targets, predictions, names)
 
 
@@ -115,6 +119,8 @@ class SurvivalTarget:
     def metrics(self, targets, predictions, names=None):
         out = {}
         if names is None or "c_index" in names:
+            from biomed.metrics import concordance_index
+
             out["c_index"] = concordance_index(targets[:, 0], targets[:, 1], predictions)
         if names is None or "loss" in names:
             predictions = np.asarray(predictions, dtype=np.float64)

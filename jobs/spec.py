@@ -201,7 +201,7 @@ class CheckpointSpec(_Spec):
 
 
 class FailureSpec(_Spec):
-    max_failures: int = Field(default=2, ge=-1, description="Worker-group failures to recover from by restarting from the latest checkpoint (-1: no limit).")
+    max_failures: int = Field(default=2, ge=-1, description="Worker-group failures to recover from by restarting from the latest checkpoint (-1: no limit); in a search, retries of a failed trial, each resuming its run from its latest checkpoint.")
 
 
 class JobSpec(_Spec):

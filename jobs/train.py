@@ -5,15 +5,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import ray.train
-from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.callbacks import DatasetsCallback
 
 from biomed.baselines import BASELINES, BaselineContext
 from biomed.checkpoint import Predictor
@@ -26,13 +23,8 @@ from jobs.errors import TrainingFailed
 from jobs.registry import Registry
 from jobs.spec import JobSpec
 from jobs.splits import Splits, load_splits
-from jobs.worker import METRICS_FILE, MODEL_DIR, train_loop_per_worker
-
-
-def run_name(spec: JobSpec, data_fingerprint: str) -> str:
-    """Deterministic: the same spec on the same data resumes the same run folder."""
-    digest = hashlib.sha256(f"{spec.spec_hash()}:{data_fingerprint}".encode()).hexdigest()[:12]
-    return f"{spec.name}-{digest}"
+from jobs.trainer import build_trainer, run_name
+from jobs.worker import METRICS_FILE, MODEL_DIR
 
 
 def registry_for(storage_path: str | Path) -> Registry:
@@ -41,45 +33,6 @@ def registry_for(storage_path: str | Path) -> Registry:
 
 def _log(message: str) -> None:
     print(f"[biomed] {message}", file=sys.stderr, flush=True)
-
-
-class _JobTrainer(TorchTrainer):
-    """TorchTrainer less Ray Data's per-run DatasetManager actor, which jobs never use.
-
-    Jobs shard their own data (jobs/worker.py), so the actor was one more Python process started
-    for every run (about 1.3 s of CPU on the critical path of a small machine) and never called.
-    """
-
-    def _create_default_callbacks(self):
-        callbacks = super()._create_default_callbacks()
-        if self.datasets:
-            return callbacks
-        return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
-
-
-def build_trainer(spec: JobSpec, *, name: str, callbacks: list | None = None):
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-
-    s = spec.scaling
-    resources = {"CPU": s.cpus_per_worker}
-    if s.use_gpu:
-        resources["GPU"] = s.gpus_per_worker
-    return _JobTrainer(
-        train_loop_per_worker,
-        train_loop_config={"spec": spec.model_dump(mode="json"), "run_dir": str(Path(spec.storage_path) / name)},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(
-            name=name,
-            storage_path=spec.storage_path,
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=spec.checkpointing.num_to_keep,
-                checkpoint_score_attribute=f"val_{spec.metric}",
-                checkpoint_score_order=spec.mode,
-            ),
-            failure_config=FailureConfig(max_failures=spec.failure.max_failures),
-            callbacks=callbacks,
-        ),
-    )
 
 
 def best_report(reports: list[dict], *, key: str, mode: str) -> dict:

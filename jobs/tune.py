@@ -15,14 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from biomed.data import fingerprint_files
 from cluster.connect import connect
 from jobs.errors import TrainingFailed
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
-from jobs.train import best_report, build_trainer, run_name, score_and_register
+from jobs.train import best_report, score_and_register
+from jobs.trial import run_trial, search_metric, search_mode, trial_run_name, trial_spec
 from jobs.tune_report import trial_rows, write_results
 
 METRIC_CHECKPOINT_KEY = "checkpoint_path"
@@ -33,42 +32,6 @@ def experiment_name(spec: JobSpec, data_fingerprint: str) -> str:
     """Deterministic from the spec including its search section, and the data."""
     payload = json.dumps({"spec": spec.spec_hash(), "tune": spec.tune.model_dump(mode="json"), "data": data_fingerprint}, sort_keys=True)
     return f"{spec.name}-tune-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
-
-
-def trial_spec(spec: JobSpec, params: dict) -> JobSpec:
-    """The spec a trial trains: sampled values in `training`, checkpoints kept by the search metric."""
-    raw = spec.model_dump(mode="json")
-    raw["training"].update({k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()})
-    raw["checkpointing"].update({"metric": _metric(spec), "mode": _mode(spec)})
-    raw["tune"] = None
-    return JobSpec.model_validate(raw)
-
-
-def _metric(spec: JobSpec) -> str:
-    return spec.tune.metric or spec.metric
-
-
-def _mode(spec: JobSpec) -> str:
-    if spec.tune.mode:
-        return spec.tune.mode
-    from biomed.tasks import get_task
-
-    return get_task(spec.task.name).metric_mode(_metric(spec))
-
-
-def trial_run_name(spec: JobSpec, data_fingerprint: str, experiment: str) -> str:
-    """A trial's Train run: deterministic within its search (a resumed search resumes it), and
-    never the folder of a plain `biomed train` run of the same settings, which may be finished:
-    a trial that "resumed" that run would report nothing and fail the search."""
-    return f"{run_name(spec, data_fingerprint)}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
-
-
-def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experiment: str) -> None:
-    """Tune function trainable: one Ray Train run per trial."""
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    spec = trial_spec(JobSpec.model_validate(spec_dict), params)
-    build_trainer(spec, name=trial_run_name(spec, data_fingerprint, experiment), callbacks=[TuneReportCallback()]).fit()
 
 
 def _max_epochs(spec: JobSpec) -> int:
@@ -118,7 +81,9 @@ def _scheduler(spec: JobSpec):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", max_t=_max_epochs(spec), grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    # Rungs count epochs, not reports: a trial retried or resumed mid-run goes on from its
+    # checkpoint's epoch, while Tune's training_iteration starts again at 1.
+    return ASHAScheduler(time_attr="epoch", max_t=_max_epochs(spec), grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
 def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool, concurrency: int):
@@ -137,8 +102,8 @@ def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool
         trainable,
         param_space={k: d.to_tune() for k, d in t.search_space.items()},
         tune_config=tune.TuneConfig(
-            metric=f"val_{_metric(spec)}",
-            mode=_mode(spec),
+            metric=f"val_{search_metric(spec)}",
+            mode=search_mode(spec),
             num_samples=t.num_samples,
             search_alg=_search_alg(spec, concurrency),
             scheduler=_scheduler(spec),
@@ -168,11 +133,13 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     if concurrency < spec.tune.max_concurrent_trials:
         print(f"[biomed] running {concurrency} trials at a time, not {spec.tune.max_concurrent_trials}: that is what {resources} fits", file=sys.stderr, flush=True)
     print(f"[biomed] search {name} → {exp_dir}", file=sys.stderr, flush=True)
+    searching = time.perf_counter()
     results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency).fit()
+    searched = time.perf_counter()
     rows = trial_rows(results, spec, max_epochs=_max_epochs(spec) if spec.tune.scheduler.type == "asha" else None)
     if not rows:
         raise TrainingFailed(f"search {name}: no trial reported a result ({[str(r.error) for r in results if r.error]})")
-    key, mode = f"val_{_metric(spec)}", _mode(spec)
+    key, mode = f"val_{search_metric(spec)}", search_mode(spec)
     finite = [r for r in rows if r.get(METRIC_CHECKPOINT_KEY) and not math.isnan(r[key])]
     best = best_report(finite, key=key, mode=mode)
     best_spec = trial_spec(spec, best["config"])
@@ -195,6 +162,8 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
         "trial_epochs": sum(t["epochs_run"] for t in trials),
         **outputs,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "timing_s": {"search": round(searched - searching, 2), "score_and_register": round(time.perf_counter() - searched, 2)},
+        "concurrency": concurrency,
     }
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -56,6 +59,34 @@ def ray_cluster():
     ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True)
     yield ray
     ray.shutdown()
+
+
+def epochs_done(metrics_csv: Path) -> int:
+    """Epochs a Train run's rank 0 has written to its metrics.csv."""
+    if not metrics_csv.is_file():
+        return 0
+    with metrics_csv.open() as f:
+        return sum(1 for r in csv.DictReader(f) if r["kind"] == "epoch")
+
+
+def our_train_workers() -> list[psutil.Process]:
+    """Ray Train worker processes of the Ray this test session started (its descendants only)."""
+    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if "RayTrainWorker" in " ".join(p.cmdline())]
+
+
+def cpu_placement_groups(*, settle_s: float = 15.0) -> list[dict]:
+    """Placement groups still reserving CPUs, after up to `settle_s` for cleanups under way."""
+    import ray
+
+    deadline = time.monotonic() + settle_s
+    while True:
+        held = [
+            pg for pg in ray.util.placement_group_table().values()
+            if pg["state"] in ("CREATED", "PENDING", "RESCHEDULING") and any(b.get("CPU") for b in pg["bundles"].values())
+        ]
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

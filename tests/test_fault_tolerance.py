@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import threading
 import time
 from pathlib import Path
 
-import psutil
 import torch
 
 from biomed.synthetic import write_planted_text
@@ -18,19 +16,7 @@ from jobs.splits import load_splits
 from jobs.train import run_name, train
 from jobs.worker import STATE_FILE
 from biomed.data import fingerprint_files
-from tests.conftest import tiny_spec
-
-
-def _epochs_done(metrics_csv: Path) -> int:
-    if not metrics_csv.is_file():
-        return 0
-    with metrics_csv.open() as f:
-        return sum(1 for r in csv.DictReader(f) if r["kind"] == "epoch")
-
-
-def _our_train_workers() -> list[psutil.Process]:
-    # Only processes of the Ray cluster this test session started (its descendants).
-    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if "RayTrainWorker" in " ".join(p.cmdline())]
+from tests.conftest import epochs_done, our_train_workers, tiny_spec
 
 
 def test_killed_worker_resumes_from_checkpoint(ray_cluster, tmp_path):
@@ -47,10 +33,10 @@ def test_killed_worker_resumes_from_checkpoint(ray_cluster, tmp_path):
     runner = threading.Thread(target=lambda: outcome.update(summary=train(spec)), daemon=True)
     runner.start()
     deadline = time.monotonic() + 300
-    while _epochs_done(run_dir / "metrics.csv") < 2:
+    while epochs_done(run_dir / "metrics.csv") < 2:
         assert runner.is_alive() and time.monotonic() < deadline, "training ended before the kill"
         time.sleep(0.2)
-    victims = _our_train_workers()
+    victims = our_train_workers()
     assert len(victims) == 2
     victims[-1].send_signal(signal.SIGKILL)
     runner.join(timeout=400)

@@ -7,15 +7,18 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 from jobs.registry import Registry
 from jobs.spec import SpecError, parse_spec
-from tests.conftest import tiny_spec, write_spec
+from jobs.worker import STATE_FILE
+from tests.conftest import cpu_placement_groups, epochs_done, our_train_workers, tiny_spec, write_spec
 
 
 def _tune_spec(data_dir: Path, storage: Path, **tune) -> dict:
@@ -60,6 +63,14 @@ def test_search_algorithm_must_fit_the_space(planted_dir, tmp_path):
         parse_spec(raw)
 
 
+def test_trial_process_imports_no_model_or_metric_library():
+    # Tune starts a new process per trial that imports jobs.trial; transformers and scikit-learn
+    # belong on the Train workers, and cost the trial process seconds of start-up for nothing.
+    code = "import sys, jobs.trial; print(sorted({m.split('.')[0] for m in sys.modules} & {'transformers', 'sklearn', 'scipy', 'matplotlib'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == "[]"
+
+
 def test_missing_optuna_is_a_clear_validation_error(planted_dir, tmp_path, monkeypatch):
     import importlib.util
 
@@ -89,6 +100,39 @@ def test_asha_search_stops_weak_trials_and_promotes_the_best(ray_cluster, plante
     assert entry["search"]["config"] == summary["best_trial"]["config"]
     assert Path(summary["plot_png"]).stat().st_size > 10_000
     assert Path(summary["results_parquet"]).is_file()
+    # Stopped trials give their workers' CPUs back (a leaked reservation starves later trials).
+    assert cpu_placement_groups() == []
+
+
+def test_trial_whose_worker_dies_is_retried_from_its_checkpoint(ray_cluster, planted_dir, tmp_path):
+    from jobs.tune import tune_search
+
+    raw = _tune_spec(planted_dir, tmp_path / "runs", num_samples=1, max_concurrent_trials=1, scheduler={"type": "none"})
+    raw["training"] = {**raw["training"], "epochs": 5}
+    raw["failure"] = {"max_failures": 1}
+    spec = parse_spec(raw)
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=tune_search(spec)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 300
+    while not any(epochs_done(p) >= 2 for p in (tmp_path / "runs").glob("planted-search-*/metrics.csv")):
+        assert runner.is_alive() and time.monotonic() < deadline, "the trial ended before the kill"
+        time.sleep(0.2)
+    victims = our_train_workers()
+    assert len(victims) == 1
+    victims[0].send_signal(signal.SIGKILL)
+    runner.join(timeout=400)
+    assert not runner.is_alive()
+
+    summary = outcome["summary"]
+    assert summary["num_trials"] == 1 and summary["trials"][0]["status"] == "TERMINATED"
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").glob("planted-search-*/metrics.csv")]
+    state = torch.load(run_dir / "checkpoint_epoch_0005" / STATE_FILE, weights_only=True)
+    starts = state["attempt_start_epochs"]
+    # Resumed, not restarted (the last report before the kill may not have been committed yet).
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 1, starts
+    assert summary["best_trial"]["epoch"] >= 2
+    assert cpu_placement_groups() == []
 
 
 def _terminated_configs(exp_root: Path) -> list[dict]:
@@ -106,7 +150,8 @@ def _terminated_configs(exp_root: Path) -> list[dict]:
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     from biomed.data import fingerprint_files
     from biomed.synthetic import write_planted_text
-    from jobs.tune import experiment_name, trial_run_name, trial_spec
+    from jobs.trial import trial_run_name, trial_spec
+    from jobs.tune import experiment_name
 
     write_planted_text(tmp_path / "train.parquet", 1500, seed=3)
     write_planted_text(tmp_path / "test.parquet", 100, seed=4)
