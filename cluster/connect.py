@@ -7,7 +7,7 @@ import os
 
 import ray
 
-from cluster.local_head import read_head
+from cluster.local_head import SERVE_CLUSTER_ENV, read_head
 
 # Workers inherit the driver's environment when the driver starts the local cluster: no hub
 # look-ups at run time, and no tokenizer thread pools fighting the training threads.
@@ -49,7 +49,7 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
         if address:
             ray.init(address=address, runtime_env=_driver_runtime_env(), log_to_driver=True)
         else:
-            for key, value in LOCAL_TRAIN_DRIVER_ENV.items():
+            for key, value in {**LOCAL_TRAIN_DRIVER_ENV, **SERVE_CLUSTER_ENV}.items():
                 os.environ.setdefault(key, value)
             # The dashboard (127.0.0.1, token auth on) also backs the State API that Train V2's
             # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.

@@ -52,4 +52,6 @@ def _print_deploy(p: dict) -> None:
     token = p["token"] if p["token"].startswith("$") else f"$(cat {p['token']})"
     first = p["predict_urls"][0]
     print(f"  curl -H \"Authorization: Bearer {token}\" -H 'Content-Type: application/json' -d '{{\"inputs\": [\"...\"]}}' {first}")
+    if p.get("replica_urls"):
+        print(f"  the replicas' own ports (no proxy hop; spread requests over them): {' '.join(p['replica_urls'])}")
     print("  stop with: biomed serve shutdown")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Sequence
 
 import httpx
 
@@ -23,18 +25,27 @@ class Client:
 
     Inputs are strings (text, DNA, protein, SMILES) or, for tabular and survival models,
     records: `predict("whas500", [{"age": 71, "gender": "1", ...}])`.
+
+    `url` may also be a list, such as the `replica_urls` that `biomed serve deploy` and
+    `status` print (each replica's own port, without the proxy hop): requests then go round-robin
+    over them, and a refused connection (a replica scaled away) moves on to the next one.
     """
 
     RETRY_STATUSES = (429, 503)
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", *, token: str | None = None, max_retries: int = 5, max_backoff_s: float = 10.0, timeout_s: float = 60.0):
+    def __init__(self, url: str | Sequence[str] = "http://127.0.0.1:8000", *, token: str | None = None, max_retries: int = 5, max_backoff_s: float = 10.0, timeout_s: float = 60.0):
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("Client needs at least one URL")
         self._token = token or resolve_token()
         self._max_retries = max_retries
         self._max_backoff_s = max_backoff_s
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+        self._https = [httpx.Client(base_url=u.rstrip("/"), timeout=timeout_s) for u in urls]
+        self._turn = itertools.count()
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._https:
+            http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -46,7 +57,13 @@ class Client:
         # The multiplexing header lets Serve route to a replica that already holds the model.
         headers = {"Authorization": f"Bearer {self._token}", "serve_multiplexed_model_id": model}
         for attempt in range(self._max_retries + 1):
-            response = self._http.request(method, path, json=json, headers=headers)
+            http = self._https[next(self._turn) % len(self._https)]
+            try:
+                response = http.request(method, path, json=json, headers=headers)
+            except httpx.ConnectError:
+                if len(self._https) == 1 or attempt == self._max_retries:
+                    raise
+                continue
             if response.status_code < 400:
                 return response.json()
             if response.status_code not in self.RETRY_STATUSES or attempt == self._max_retries:

@@ -38,6 +38,36 @@ def _join(address: str | None) -> str | None:
     return head["dashboard_url"] if head else None
 
 
+def replica_urls(host: str, *, expected: int = 1, timeout_s: float = 15.0) -> list[str]:
+    """Base URLs of the app's replicas' own HTTP servers (Serve's direct ingress), which answer
+    the same routes as the proxy without its hop. Empty when direct ingress is off.
+
+    A replica gets its port while it starts, so this waits up to `timeout_s` for `expected` of them.
+    """
+    import time
+
+    import ray
+    from ray.serve._private.common import RequestProtocol
+    from ray.serve.context import _get_global_client
+
+    from serving.app import APP_NAME
+
+    # Serve publishes replica ports only through its controller (for external load balancers).
+    controller = _get_global_client()._controller
+    deadline = time.monotonic() + timeout_s
+    while True:
+        groups = ray.get(controller.get_target_groups.remote(APP_NAME))
+        # With no replica running, the app's group lists the proxies instead.
+        replicas = sorted(
+            {(t.ip, t.port) for g in groups if g.protocol == RequestProtocol.HTTP for t in g.targets if t.name.startswith("SERVE_REPLICA::")}
+        )
+        if len(replicas) >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # A replica binds the proxy's host: a wildcard host is reached at the replica's node address.
+    return [f"http://{ip if host in ('0.0.0.0', '::') else host}:{port}" for ip, port in replicas]
+
+
 def _no_cluster(address: str | None) -> bool:
     return not (address or os.environ.get("RAY_ADDRESS") or read_head())
 
@@ -83,6 +113,7 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
     url = f"http://{settings.host}:{settings.port}"
     return {
         "url": url,
+        "replica_urls": replica_urls(settings.host, expected=max(settings.min_replicas, 1)),
         "models": pinned,
         "predict_urls": [f"{url}/{ref.split('@')[0]}/predict" for ref in refs],
         "docs_url": f"{url}/docs",
@@ -94,6 +125,8 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
 
 def status(*, address: str | None = None) -> dict:
     from ray import serve
+
+    from serving.app import APP_NAME
 
     if _no_cluster(address):
         return {"running": False, "reason": "no local head is running (biomed serve deploy starts one)"}
@@ -111,6 +144,11 @@ def status(*, address: str | None = None) -> dict:
                 for d_name, d in app.deployments.items()
             },
         }
+    if APP_NAME in apps:
+        from ray.serve.context import _get_global_client
+
+        host = _get_global_client().http_config.host
+        apps[APP_NAME]["replica_urls"] = replica_urls(host, expected=0)
     return {"running": bool(apps), "applications": apps}
 
 

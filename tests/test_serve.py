@@ -129,6 +129,29 @@ def test_body_limit_and_input_validation(served):
         assert httpx.post(f"{served['url']}/{ref}/predict", json={"inputs": ["a"]}, headers=_auth()).status_code == 404, ref
 
 
+def test_replica_urls_answer_like_the_proxy_without_its_hop(served):
+    from serving.deploy import replica_urls
+
+    urls = replica_urls("127.0.0.1")
+    assert urls and served["summary"]["replica_urls"]
+    assert all(u.startswith("http://127.0.0.1:") and 30000 <= int(u.rsplit(":", 1)[1]) <= 31000 for u in urls), urls
+    texts = ["patient reports arrhythmia and stable vitals", "biopsy shows nephropathy"]
+    with Client(served["url"], token=TOKEN) as proxied, Client(urls + urls, token=TOKEN) as direct:
+        for name in ("planted", "planted-other"):
+            via_proxy, via_replica = proxied.predict(name, texts), direct.predict(name, texts)
+            assert [p["label"] for p in via_replica["predictions"]] == [p["label"] for p in via_proxy["predictions"]]
+            for a, b in zip(via_replica["predictions"], via_proxy["predictions"]):
+                assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+    # The replica's own port runs the same app: the same token, body and input checks.
+    url = urls[0] + "/planted/predict"
+    assert httpx.post(url, json={"inputs": ["x"]}).status_code == 401
+    assert httpx.post(url, json={"inputs": ["word " * 2000]}, headers=_auth()).status_code == 413
+    assert httpx.post(url, json={"inputs": ["  "]}, headers=_auth()).status_code == 422
+    # A client given a replica that has gone away moves on to the next URL.
+    with Client([f"http://127.0.0.1:{free_port()}", urls[0]], token=TOKEN) as client:
+        assert client.predict("planted", texts[:1])["predictions"][0]["label"] == "cardiac"
+
+
 def _load(url: str, *, threads: int, seconds: float, inputs: int, done: threading.Event | None = None) -> list[int]:
     codes: list[int] = []
     stop = time.monotonic() + seconds
@@ -176,7 +199,7 @@ def test_autoscaling_adds_a_replica_under_load(served):
 
 
 def test_overload_gets_fast_503_and_client_timeout_header_cannot_lift_the_limit(served):
-    from serving.deploy import deploy
+    from serving.deploy import deploy, replica_urls
 
     settings = {**served["settings"], "min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1}
     deploy(["planted"], storage_path=served["storage"], overrides=settings)
@@ -200,11 +223,16 @@ def test_overload_gets_fast_503_and_client_timeout_header_cannot_lift_the_limit(
         [t.start() for t in ts]
         [t.join() for t in ts]
     assert results == ["renal"] * 6
+    # A replica's own port applies the same queue bound.
+    (direct,) = replica_urls("127.0.0.1")
+    codes = _load(direct + "/planted/predict", threads=12, seconds=4, inputs=8)
+    assert 200 in codes and 503 in codes, set(codes)
 
     deploy(["planted"], storage_path=served["storage"], overrides={**served["settings"], "request_timeout_s": 0.001})
-    for header in ({}, {"x-request-timeout-seconds": "0"}, {"x-request-timeout-seconds": "600"}):
-        response = httpx.post(url, json={"inputs": ["a"] * 8}, headers={**_auth(), **header})
-        assert response.status_code == 408, (header, response.status_code, response.text)
+    for base in (served["url"], *replica_urls("127.0.0.1")):
+        for header in ({}, {"x-request-timeout-seconds": "0"}, {"x-request-timeout-seconds": "600"}):
+            response = httpx.post(base + "/planted/predict", json={"inputs": ["a"] * 8}, headers={**_auth(), **header})
+            assert response.status_code == 408, (base, header, response.status_code, response.text)
 
 
 def test_client_raises_on_a_bad_request(served):
@@ -239,6 +267,11 @@ def test_cli_deploy_status_shutdown_on_a_local_head(served, tmp_path):
         assert answer["predictions"][0]["label"] == "liver"
         state = biomed("status")
         assert state["applications"]["biomed"]["status"] == "RUNNING"
+        # The local head runs Serve with direct ingress: the replica's own port answers too.
+        (direct,) = state["applications"]["biomed"]["replica_urls"]
+        assert deployed["replica_urls"] == [direct]
+        answer = httpx.post(direct + "/planted-other/predict", json={"inputs": "hepatic cirrhosis noted"}, headers=_auth()).json()
+        assert answer["predictions"][0]["label"] == "liver"
     finally:
         stopped = biomed("shutdown")
     assert stopped == {"stopped_serve": True, "stopped_local_head": True}
