@@ -5,6 +5,8 @@ process at concurrency 1, 8 and 32, one request = one input. Rows:
   (a) raw model forward in one process, no HTTP (the floor; concurrency 1 only)
   (b) plain uvicorn + FastAPI, same model, same batching (max batch 16, 5 ms wait), and without
   (c) our endpoint with batching, one replica   (d) our endpoint without batching
+  each of (c) and (d) twice: through Serve's HTTP proxy, and at the replica's own port (direct
+  ingress, what `replica_urls` lists), which skips the proxy hop
 Then replicas scaling up under load and back down after, with the seconds each took.
 The last line is one JSON object with every figure.
 
@@ -109,13 +111,17 @@ def running_replicas() -> int:
     return sum(d.replica_states.get("RUNNING", 0) for d in app.deployments.values()) if app else 0
 
 
-def ours(storage: Path, settings: dict, seconds: float) -> list[dict]:
+def ours(storage: Path, settings: dict, seconds: float) -> tuple[list[dict], list[dict]]:
+    """(through the proxy, at the replica's own port)"""
     from serving.deploy import deploy
 
-    deploy(["bench"], storage_path=storage, overrides=settings)
-    url = f"http://127.0.0.1:{settings['port']}/bench/predict"
-    load(url, 4, 1.0, TOKEN)
-    return [load(url, c, seconds, TOKEN) for c in CONCURRENCY]
+    summary = deploy(["bench"], storage_path=storage, overrides=settings)
+    out = []
+    for base in (f"http://127.0.0.1:{settings['port']}", summary["replica_urls"][0]):
+        url = f"{base}/bench/predict"
+        load(url, 4, 1.0, TOKEN)
+        out.append([load(url, c, seconds, TOKEN) for c in CONCURRENCY])
+    return out[0], out[1]
 
 
 def autoscaling(storage: Path, settings: dict) -> dict:
@@ -165,20 +171,29 @@ def main() -> None:
 
         connect(num_cpus=2)
         settings = {"port": free_port(), "min_replicas": 1, "max_replicas": 1, "num_cpus_per_replica": 1, "max_batch_size": 16, "batch_wait_timeout_s": 0.005}
-        batched = ours(storage, {**settings, "batching": True}, args.seconds)
-        unbatched = ours(storage, {**settings, "batching": False}, args.seconds)
+        batched, direct = ours(storage, {**settings, "batching": True}, args.seconds)
+        unbatched, direct_unbatched = ours(storage, {**settings, "batching": False}, args.seconds)
         scaling = autoscaling(storage, settings)
         from ray import serve
 
         serve.shutdown()
 
-    rows = {"raw_forward": [floor], "plain_fastapi_batched": plain, "plain_fastapi_unbatched": plain_unbatched, "ours_batched": batched, "ours_unbatched": unbatched}
+    rows = {
+        "raw_forward": [floor], "plain_fastapi_batched": plain, "plain_fastapi_unbatched": plain_unbatched,
+        "ours_batched": batched, "ours_unbatched": unbatched, "ours_direct_batched": direct, "ours_direct_unbatched": direct_unbatched,
+    }
     print(f"{'server':24} " + " ".join(f"{'c=' + str(c):>22}" for c in CONCURRENCY))
     for name, results in rows.items():
         print(f"{name:24} " + " ".join(f"{r['requests_per_s']:7.1f} req/s p50 {r['p50_ms']:6.1f} ms" for r in results))
     by_c = {c: (p, b) for c, p, b in zip(CONCURRENCY, plain, batched)}
+    direct_by_c = {c: (p, d) for c, p, d in zip(CONCURRENCY, plain, direct)}
     figures = {
         "rows": rows,
+        "ours_direct_batched_vs_plain_throughput_c32": ratio(direct_by_c[32][1]["requests_per_s"], direct_by_c[32][0]["requests_per_s"]),
+        "ours_direct_batched_vs_plain_throughput": {c: ratio(d["requests_per_s"], p["requests_per_s"]) for c, (p, d) in direct_by_c.items()},
+        "ours_direct_p50_minus_plain_p50_ms_c1": round(direct_by_c[1][1]["p50_ms"] - direct_by_c[1][0]["p50_ms"], 2),
+        "ours_direct_unbatched_vs_plain_unbatched_throughput_c32": ratio(direct_unbatched[-1]["requests_per_s"], plain_unbatched[-1]["requests_per_s"]),
+        "ours_direct_unbatched_p50_minus_plain_unbatched_p50_ms_c1": round(direct_unbatched[0]["p50_ms"] - plain_unbatched[0]["p50_ms"], 2),
         "ours_batched_vs_plain_throughput_c32": ratio(by_c[32][1]["requests_per_s"], by_c[32][0]["requests_per_s"]),
         "ours_batched_vs_plain_throughput": {c: ratio(b["requests_per_s"], p["requests_per_s"]) for c, (p, b) in by_c.items()},
         "ours_p50_minus_plain_p50_ms_c1": round(by_c[1][1]["p50_ms"] - by_c[1][0]["p50_ms"], 2),
@@ -186,7 +201,8 @@ def main() -> None:
         "ours_unbatched_p50_minus_plain_unbatched_p50_ms_c1": round(unbatched[0]["p50_ms"] - plain_unbatched[0]["p50_ms"], 2),
         "autoscaling": scaling,
     }
-    print(f"ours batched / plain at c=32: {figures['ours_batched_vs_plain_throughput_c32']}; p50 at c=1: ours - plain = {figures['ours_p50_minus_plain_p50_ms_c1']} ms")
+    print(f"ours batched / plain at c=32: direct {figures['ours_direct_batched_vs_plain_throughput_c32']}, via the proxy {figures['ours_batched_vs_plain_throughput_c32']}")
+    print(f"p50 at c=1, ours - plain: direct {figures['ours_direct_p50_minus_plain_p50_ms_c1']} ms, via the proxy {figures['ours_p50_minus_plain_p50_ms_c1']} ms")
     print(f"autoscaling: {scaling}")
     print(json.dumps(figures))
 

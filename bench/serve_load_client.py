@@ -1,5 +1,6 @@
 """Bounded load from its own process: N concurrent clients for a fixed time, each sending one
-request at a time. Prints one JSON object: requests/s, p50/p99 latency (ms), status counts.
+request at a time. Prints one JSON object: requests/s (answered 200), p50/p99 latency (ms), and
+counts per status code or transport error.
 
     python bench/serve_load_client.py URL --concurrency 8 --seconds 6 [--token T]
 """
@@ -21,10 +22,13 @@ TEXT = "I have taken this medicine for my migraines for three months and the hea
 async def client(http: httpx.AsyncClient, url: str, headers: dict, stop_at: float, warm_until: float, latencies: list, codes: Counter) -> None:
     while time.perf_counter() < stop_at:
         started = time.perf_counter()
-        response = await http.post(url, json={"inputs": [TEXT]}, headers=headers)
+        try:
+            code = (await http.post(url, json={"inputs": [TEXT]}, headers=headers)).status_code
+        except httpx.TransportError as error:  # counted, not fatal: a reset is a result too
+            code = type(error).__name__
         if started >= warm_until:
             latencies.append(time.perf_counter() - started)
-            codes[response.status_code] += 1
+            codes[code] += 1
 
 
 async def run(url: str, concurrency: int, seconds: float, warmup_s: float, token: str | None) -> dict:
@@ -42,7 +46,7 @@ async def run(url: str, concurrency: int, seconds: float, warmup_s: float, token
         "requests_per_s": round(codes[200] / seconds, 1),
         "p50_ms": round(float(np.percentile(ok, 50)) * 1000, 2) if ok else None,
         "p99_ms": round(float(np.percentile(ok, 99)) * 1000, 2) if ok else None,
-        "status_counts": {str(k): v for k, v in sorted(codes.items())},
+        "status_counts": {str(k): v for k, v in sorted(codes.items(), key=lambda kv: str(kv[0]))},
     }
 
 
