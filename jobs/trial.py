@@ -8,6 +8,7 @@ code of the search's driver: measured, that cut the trial process's imports from
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 
@@ -61,3 +62,19 @@ def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experimen
         spec, name=trial_run_name(spec, data_fingerprint, experiment), callbacks=[TuneReportCallback()], max_failures=0
     )
     trainer.fit()
+    _wait_for_last_report()
+
+
+def _wait_for_last_report(*, timeout_s: float = 10.0, settle_s: float = 0.2) -> None:
+    # Ray 2.60: the Train controller hands each epoch's report to this process through a queue
+    # actor (TuneReportCallback), while this function's return reaches Tune directly; a return
+    # that overtakes the last report drops it (seen once: a trial "completed after 7 iterations"
+    # of 8). fit() returns only after its last report is in the queue, so wait for Tune's side to
+    # take it, then long enough for it to pass the return.
+    from ray.train._internal.session import get_session
+
+    queue = get_session()._get_or_create_inter_actor_queue()
+    deadline = time.monotonic() + timeout_s
+    while not queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(settle_s)
