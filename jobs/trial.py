@@ -2,7 +2,7 @@
 
 Tune starts a new process for every trial and imports this module there, so it imports only what
 building a Train run needs (the spec and `jobs.trainer`), not the scoring, registry and plotting
-code of the search's driver: measured, that cut the trial process's imports from 3.9 s to 1.9 s.
+code of the search's driver: measured, that cut the trial process's imports from 3.9 s to 1.1-1.3 s.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ from serving.auth import authorized
 from serving.config import ServeSpec
 from serving.schemas import TASK_SCHEMAS, InputError, PredictResponse, openapi_request_body
 
-APP_NAME = "biomed"
 MODEL_REF = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}(@[0-9]{1,9})?")
 # Probabilities may differ in the last float32 bits across thread counts (reduction order).
 GOLDEN_ATOL = 1e-4

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The Serve application every deploy replaces (one app, every model multiplexed in it).
+APP_NAME = "biomed"
+
 
 class ServeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -7,13 +7,14 @@ With no cluster address, Serve runs on a local Ray head on 127.0.0.1 that outliv
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from cluster.connect import WORKER_ENV, connect
 from cluster.local_head import read_head, start_head, stop_head
 from jobs.registry import Registry, RegistryError
 from serving.auth import TOKEN_ENV, resolve_token, token_path, token_sha256
-from serving.config import ServeSpec
+from serving.config import APP_NAME, ServeSpec
 
 
 def _registry(storage_path: str | Path) -> Registry:
@@ -44,13 +45,9 @@ def replica_urls(host: str, *, expected: int = 1, timeout_s: float = 15.0) -> li
 
     A replica gets its port while it starts, so this waits up to `timeout_s` for `expected` of them.
     """
-    import time
-
     import ray
     from ray.serve._private.common import RequestProtocol
     from ray.serve.context import _get_global_client
-
-    from serving.app import APP_NAME
 
     # Serve publishes replica ports only through its controller (for external load balancers).
     controller = _get_global_client()._controller
@@ -85,7 +82,7 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
 
     from ray import serve
 
-    from serving.app import APP_NAME, ModelServer
+    from serving.app import ModelServer
 
     dashboard = _join(address)
     # Per-request access logs cost the proxy and the replica a formatted log line each; errors
@@ -125,8 +122,6 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
 
 def status(*, address: str | None = None) -> dict:
     from ray import serve
-
-    from serving.app import APP_NAME
 
     if _no_cluster(address):
         return {"running": False, "reason": "no local head is running (biomed serve deploy starts one)"}
