@@ -125,10 +125,10 @@ def main() -> None:
         # Distinct seeds make distinct run names: every job starts from scratch. One job, run between
         # the others (so it meets no colder caches than they do), keeps Ray Train's stock 2 s
         # controller poll interval; the others run with the service's settings.
-        from cluster.connect import TRAIN_DRIVER_ENV
+        from cluster.ray_compat import TRAIN_HEALTH_CHECK_INTERVAL_ENV
 
         jobs = [service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=1)), env={})]
-        stock = service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=100)), env={k: "2.0" for k in TRAIN_DRIVER_ENV})
+        stock = service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=100)), env={TRAIN_HEALTH_CHECK_INTERVAL_ENV: "2.0"})
         jobs += [service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=2 + i)), env={}) for i in range(args.jobs - 1)]
 
     plain = statistics.median(plain_rates[1:])

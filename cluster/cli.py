@@ -12,20 +12,20 @@ from jobs.output import emit, pretty
 ADDRESS_HELP = "the Ray dashboard URL, e.g. http://127.0.0.1:8265 (default: $RAY_ADDRESS, else the local head)"
 
 
-def add_cluster_parsers(sub, *, json_flag: argparse.ArgumentParser) -> None:
+def add_cluster_parsers(sub, *, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("cluster", help="a local Ray head for trying things out, and what a cluster holds")
     cluster_sub = p.add_subparsers(dest="cluster_command", required=True)
-    c = cluster_sub.add_parser("up", parents=[json_flag], help="start a Ray head on 127.0.0.1 with token auth (use `ray up cluster.yaml` for a real cluster)")
+    c = cluster_sub.add_parser("up", parents=[common], help="start a Ray head on 127.0.0.1 with token auth (use `ray up cluster.yaml` for a real cluster)")
     c.add_argument("--local", action="store_true", required=True, help="a head on this machine, bound to 127.0.0.1")
     c.add_argument("--num-cpus", type=int, default=None, help="CPUs the head offers (default: all)")
     c.set_defaults(func=cmd_cluster)
-    c = cluster_sub.add_parser("down", parents=[json_flag], help="stop the local head `cluster up --local` started (nothing else)")
+    c = cluster_sub.add_parser("down", parents=[common], help="stop the local head `cluster up --local` started (nothing else)")
     c.set_defaults(func=cmd_cluster)
-    c = cluster_sub.add_parser("info", parents=[json_flag], help="CPUs, GPUs and nodes of a cluster")
+    c = cluster_sub.add_parser("info", parents=[common], help="CPUs, GPUs and nodes of a cluster")
     c.add_argument("--address", default=None, help="a dashboard URL, `auto`, ray://HOST:10001 or HOST:PORT (default: the local head, else the embedded local Ray)")
     c.set_defaults(func=cmd_cluster)
 
-    p = sub.add_parser("submit", parents=[json_flag], help="validate a spec here, then run it on a cluster through Ray's Jobs API")
+    p = sub.add_parser("submit", parents=[common], help="validate a spec here, then run it on a cluster through Ray's Jobs API")
     p.add_argument("spec")
     p.add_argument("--address", default=None, help=ADDRESS_HELP)
     p.add_argument("--tune", action="store_true", help="run `biomed tune` (the spec's tune: section) instead of `biomed train`")
@@ -36,11 +36,11 @@ def add_cluster_parsers(sub, *, json_flag: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("jobs", help="jobs on a cluster (Ray's Jobs API; `ray job list` shows the same)")
     jobs_sub = p.add_subparsers(dest="jobs_command", required=True)
-    j = jobs_sub.add_parser("list", parents=[json_flag], help="every job, oldest first")
+    j = jobs_sub.add_parser("list", parents=[common], help="every job, oldest first")
     j.add_argument("--address", default=None, help=ADDRESS_HELP)
     j.set_defaults(func=cmd_jobs)
     for command, text in (("status", "one job's status"), ("logs", "one job's driver logs"), ("stop", "stop a job and wait until it has stopped")):
-        j = jobs_sub.add_parser(command, parents=[json_flag], help=text)
+        j = jobs_sub.add_parser(command, parents=[common], help=text)
         j.add_argument("job_id", metavar="ID")
         j.add_argument("--address", default=None, help=ADDRESS_HELP)
         if command == "logs":

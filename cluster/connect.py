@@ -1,13 +1,21 @@
-"""The one place that starts or joins Ray."""
+"""The one place that starts or joins Ray, and resolves which cluster a command talks to.
+
+The connection layer: below the jobs core, above `biomed`. `connect()` joins a cluster as a
+driver; `dashboard_address()` and `jobs_client()` resolve a cluster's dashboard (Jobs API, State
+API) the same way for `biomed submit`, `biomed jobs` and `biomed cluster info`.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 
-import ray
+from biomed.log import get_logger, is_verbose
+from cluster import ray_compat
+from cluster.local_head import read_head
+from cluster.resources import ClusterUnavailable, describe_nodes, live_nodes
 
-from cluster.local_head import SERVE_CLUSTER_ENV, read_head
+log = get_logger(__name__)
 
 # Workers inherit the driver's environment when the driver starts the local cluster: no hub
 # look-ups at run time, and no tokenizer thread pools fighting the training threads.
@@ -20,48 +28,38 @@ WORKER_ENV = {
 }
 
 
-# Set by Ray in the environment of a job's driver: the job's config, runtime env included.
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-
-# Ray Train V2's controller polls its workers every 2 s by default, so every state change (workers
-# up, training finished) waits up to 2 s. 0.1 s cuts that per-job latency (measured: fixed cost
-# 12.3 s at 2 s, 10.6-12.2 s at 0.5 s, 9.2-9.9 s at 0.1 s) for a few more small RPCs; it also
-# notices a dead worker sooner. Propagated from the driver's environment to the controller by Train.
-TRAIN_DRIVER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
-
-# On the embedded single-node cluster a drained node is the whole cluster, so Ray Train's
-# preemption watcher (one more actor process per run) has nothing to save there. Kept on for
-# real clusters.
-LOCAL_TRAIN_DRIVER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
-
-
 def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
     """Join the cluster at `address` (or $RAY_ADDRESS, or the biomed local head when one is
     running), else start an embedded local one.
 
     Returns the cluster's resources. A Ray already initialised in this process is reused.
     """
+    ray_compat.check_ray_version()
+    import ray
+
     os.environ.update(WORKER_ENV)
-    for key, value in TRAIN_DRIVER_ENV.items():
-        os.environ.setdefault(key, value)
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or _local_head_address()
+        for key, value in ray_compat.train_driver_env(local=not address).items():
+            os.environ.setdefault(key, value)
+        # Ray's own start-up lines ("Started a local Ray instance", ...) only under --verbose.
+        ray_logging = logging.INFO if is_verbose() else logging.WARNING
         if address:
-            ray.init(address=address, runtime_env=_driver_runtime_env(), log_to_driver=True)
+            ray.init(address=address, runtime_env=_driver_runtime_env(), log_to_driver=True, logging_level=ray_logging)
         else:
-            for key, value in {**LOCAL_TRAIN_DRIVER_ENV, **SERVE_CLUSTER_ENV}.items():
+            for key, value in ray_compat.serve_cluster_env().items():
                 os.environ.setdefault(key, value)
             # The dashboard (127.0.0.1, token auth on) also backs the State API that Train V2's
             # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.
-            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=True)
+            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=True, logging_level=ray_logging)
+        log.debug("joined %s", address or "a new embedded local Ray")
     return cluster_resources()
 
 
 def _driver_runtime_env() -> dict | None:
     # A driver run as a Ray job already has the job's runtime env, and Ray refuses to merge a
     # driver's env var that the job also sets: add only the ones the job lacks.
-    job_config = os.environ.get(JOB_CONFIG_ENV)
-    job_env = (json.loads(job_config).get("runtime_env") or {}).get("env_vars", {}) if job_config else {}
+    job_env = ray_compat.job_env_vars()
     missing = {k: v for k, v in WORKER_ENV.items() if k not in job_env}
     return {"env_vars": missing} if missing else None
 
@@ -74,6 +72,9 @@ def _local_head_address() -> str | None:
 
 
 def cluster_resources() -> dict:
+    """CPUs, GPUs and alive nodes of the cluster this process has joined."""
+    import ray
+
     resources = ray.cluster_resources()
     return {
         "num_cpus": resources.get("CPU", 0.0),
@@ -89,15 +90,13 @@ def cluster_info(*, address: str | None = None) -> dict:
     `ray://...` or HOST:PORT are joined as a driver; no address means the local head when one is
     running, else the embedded local Ray that `biomed train` would start.
     """
-    from cluster.resources import describe_nodes, live_nodes
+    import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
     if address is None:
         head = read_head()
         address = head["dashboard_url"] if head else None
     if address and address.startswith(("http://", "https://")):
-        from cluster.submit import jobs_client
-
         jobs_client(address)  # unreachable or refused: a plain error before the State API's
         return {"address": address, **describe_nodes(live_nodes(address))}
     started_here = not ray.is_initialized()
@@ -107,7 +106,7 @@ def cluster_info(*, address: str | None = None) -> dict:
             {
                 "node_id": n["NodeID"],
                 "node_ip": n["NodeManagerAddress"],
-                "is_head": "node:__internal_head__" in n["Resources"],
+                "is_head": ray_compat.HEAD_NODE_RESOURCE in n["Resources"],
                 "num_cpus": float(n["Resources"].get("CPU", 0.0)),
                 "num_gpus": float(n["Resources"].get("GPU", 0.0)),
             }
@@ -118,3 +117,34 @@ def cluster_info(*, address: str | None = None) -> dict:
     finally:
         if started_here:
             ray.shutdown()
+
+
+def dashboard_address(address: str | None) -> str:
+    """The dashboard URL to talk to: `address`, $RAY_ADDRESS, or the local head's."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address is None:
+        head = read_head()
+        if head is None:
+            raise ClusterUnavailable("no cluster address: pass --address http://HOST:8265 (the Ray dashboard) or start one with `biomed cluster up --local`")
+        return head["dashboard_url"]
+    if not address.startswith(("http://", "https://")):
+        raise ClusterUnavailable(f"address {address!r}: jobs are submitted to the Ray dashboard, give its URL (e.g. http://127.0.0.1:8265)")
+    return address.rstrip("/")
+
+
+def jobs_client(address: str | None):
+    """A JobSubmissionClient for `address`, with unreachable clusters and bad tokens made plain."""
+    ray_compat.check_ray_version()
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    url = dashboard_address(address)
+    try:
+        return JobSubmissionClient(url)
+    except ConnectionError:
+        raise ClusterUnavailable(f"cannot reach a Ray cluster at {url}: is the head up and is this its dashboard address?") from None
+    except AuthenticationError as error:
+        raise ClusterUnavailable(
+            f"{url} refused this client's Ray auth token ({str(error).splitlines()[0]}). Pass the cluster's token as "
+            "$RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (`biomed cluster up --local` prints where it is)"
+        ) from None

@@ -41,7 +41,8 @@ def load_cluster_config(path: str | Path) -> dict:
     """Read a cluster launcher YAML and validate it against Ray's own schema (ray-schema.json,
     the one `ray up` uses), plus the cross-references the schema cannot express."""
     from jsonschema import ValidationError
-    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    from cluster.ray_compat import validate_launcher_config
 
     path = Path(path)
     if not path.is_file():
@@ -50,10 +51,7 @@ def load_cluster_config(path: str | Path) -> dict:
     if not isinstance(config, dict):
         raise ClusterConfigError(f"{path}: expected a mapping at the top level")
     try:
-        # What `ray up` does before it touches a cloud: fill in the provider's defaults, then
-        # validate against ray-schema.json (and Ray's own cross-checks).
-        config = prepare_config(config)
-        validate_config(config)
+        config = validate_launcher_config(config)
     except ValidationError as error:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ClusterConfigError(f"{path}: {where}: {error.message}") from None

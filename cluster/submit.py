@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import shlex
 import time
 from pathlib import Path
 
-from cluster.connect import WORKER_ENV
-from cluster.resources import ClusterUnavailable, check_scaling_fits, live_nodes, load_cluster_config, shapes_from_config, shapes_from_nodes
+from cluster.connect import WORKER_ENV, dashboard_address, jobs_client
+from cluster.resources import check_scaling_fits, live_nodes, load_cluster_config, shapes_from_config, shapes_from_nodes
+from jobs.spec import SpecError, load_spec
 
 # Statuses that make a resubmission a duplicate: the same spec is being trained or already was.
 KEEP_STATUSES = {"PENDING", "RUNNING", "SUCCEEDED"}
@@ -26,38 +26,6 @@ PACKAGES = ("biomed", "jobs", "cluster", "serving")
 # Never uploaded with a job: environments, VCS data, caches and run outputs (checkpoints go to the
 # spec's storage path, which is shared, not shipped).
 EXCLUDES = [".venv", "venv", ".git", "runs", "ray_results", "__pycache__", "*.egg-info", ".pytest_cache"]
-
-
-def dashboard_address(address: str | None) -> str:
-    """The dashboard URL to talk to: `address`, $RAY_ADDRESS, or the local head's."""
-    from cluster.local_head import read_head
-
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address is None:
-        head = read_head()
-        if head is None:
-            raise ClusterUnavailable("no cluster address: pass --address http://HOST:8265 (the Ray dashboard) or start one with `biomed cluster up --local`")
-        return head["dashboard_url"]
-    if not address.startswith(("http://", "https://")):
-        raise ClusterUnavailable(f"address {address!r}: jobs are submitted to the Ray dashboard, give its URL (e.g. http://127.0.0.1:8265)")
-    return address.rstrip("/")
-
-
-def jobs_client(address: str | None):
-    """A JobSubmissionClient for `address`, with unreachable clusters and bad tokens made plain."""
-    from ray.exceptions import AuthenticationError
-    from ray.job_submission import JobSubmissionClient
-
-    url = dashboard_address(address)
-    try:
-        return JobSubmissionClient(url)
-    except ConnectionError:
-        raise ClusterUnavailable(f"cannot reach a Ray cluster at {url}: is the head up and is this its dashboard address?") from None
-    except AuthenticationError as error:
-        raise ClusterUnavailable(
-            f"{url} refused this client's Ray auth token ({str(error).splitlines()[0]}). Pass the cluster's token as "
-            "$RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (`biomed cluster up --local` prints where it is)"
-        ) from None
 
 
 def submission_id_for(name: str, spec_hash: str, command: str) -> str:
@@ -98,8 +66,6 @@ def submit_spec(
 ) -> dict:
     """Validate the spec here, check it fits the cluster, then submit it (or report the job
     already running or done for the same spec). Nothing is submitted when a check fails."""
-    from jobs.spec import SpecError, load_spec
-
     spec = load_spec(spec_path, storage_path=storage_path)
     if command == "tune" and spec.tune is None:
         raise SpecError(f"{spec_path}: `biomed submit --tune` needs a tune: section in the spec")

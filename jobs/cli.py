@@ -1,8 +1,13 @@
 """`biomed` command line. Thin: each command parses, calls one function, prints the result.
 
 Every command takes --json: the final summary is then printed as one JSON object on the last
-line of stdout (progress goes to stderr). Exit codes: 0 ok, 1 the job failed, 2 bad input (spec,
-data, resources the cluster lacks), 3 the cluster is unreachable or refused our credentials.
+line of stdout (progress goes to stderr, through the `biomed` logger: one line per epoch and per
+trial; --quiet for warnings only, --verbose for everything, Ray's own logs included). Exit codes:
+0 ok, 1 the job failed (or Ray is outside the tested versions), 2 bad input (spec, data, resources
+the cluster lacks), 3 the cluster is unreachable or refused our credentials.
+
+This module and the other `*/cli.py` are the composition root: the only modules that may import
+every layer (see the README's layout and `.importlinter`).
 """
 
 from __future__ import annotations
@@ -12,9 +17,15 @@ import json
 import os
 import sys
 
+from biomed.log import configure as configure_logging
+from biomed.log import get_logger
 from jobs.output import emit, pretty
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CLUSTER = 1, 2, 3
+# Commands that start or join Ray: checked against the tested Ray versions before they run.
+RAY_COMMANDS = ("train", "tune", "serve", "submit", "jobs", "cluster")
+
+log = get_logger(__name__)
 
 
 def cmd_validate(args) -> int:
@@ -44,7 +55,7 @@ def cmd_data(args) -> int:
     from biomed.datasets import DATASETS
 
     if args.dataset not in DATASETS:
-        print(f"error: unknown data set {args.dataset!r}; known: {sorted(DATASETS)}", file=sys.stderr)
+        log.error("unknown data set %r; known: %s", args.dataset, sorted(DATASETS))
         return EXIT_BAD_INPUT
     summary = DATASETS[args.dataset](args.out)
     emit(summary, as_json=args.json, human=pretty)
@@ -100,7 +111,7 @@ def _print_train_summary(s: dict) -> None:
 
 
 def cmd_models(args) -> int:
-    from jobs.train import registry_for
+    from jobs.registry import registry_for
 
     registry = registry_for(args.storage)
     if args.models_command == "list":
@@ -122,7 +133,7 @@ def _print_models(rows: list[dict]) -> None:
 
 def cmd_predict(args) -> int:
     from biomed.checkpoint import Predictor
-    from jobs.train import registry_for
+    from jobs.registry import registry_for
 
     entry = registry_for(args.storage).get(args.ref)
     predictor = Predictor(directory=entry["path"])
@@ -149,27 +160,31 @@ def cmd_predict(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="biomed", description="Fine-tune, tune and serve biomedical models on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
-    json_flag = argparse.ArgumentParser(add_help=False)
-    json_flag.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    # Flags every command takes.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    loudness = common.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", "-q", dest="verbosity", action="store_const", const="quiet", help="log warnings and errors only")
+    loudness.add_argument("--verbose", "-v", dest="verbosity", action="store_const", const="verbose", help="log everything, Ray's own logs included")
     storage = argparse.ArgumentParser(add_help=False)
     storage.add_argument("--storage", default="runs", help="storage path holding the registry (default: runs)")
 
-    p = sub.add_parser("validate", parents=[json_flag], help="validate a spec and its data; starts no Ray")
+    p = sub.add_parser("validate", parents=[common], help="validate a spec and its data; starts no Ray")
     p.add_argument("spec")
     p.add_argument("--cluster-config", default=None, help="also check the spec's scaling against this Ray cluster launcher file's node types")
     p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("schema", parents=[json_flag], help="print the job spec's JSON schema")
+    p = sub.add_parser("schema", parents=[common], help="print the job spec's JSON schema")
     p.set_defaults(func=cmd_schema)
-    p = sub.add_parser("data", parents=[json_flag], help="write a packaged biomedical data set as Parquet")
+    p = sub.add_parser("data", parents=[common], help="write a packaged biomedical data set as Parquet")
     p.add_argument("dataset", help="data set name, e.g. drug-reviews")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_data)
-    p = sub.add_parser("train", parents=[json_flag], help="fine-tune per a spec and register the best checkpoint")
+    p = sub.add_parser("train", parents=[common], help="fine-tune per a spec and register the best checkpoint")
     p.add_argument("spec")
     p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
     p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("tune", parents=[json_flag], help="hyperparameter search per the spec's tune: section; registers the best trial")
+    p = sub.add_parser("tune", parents=[common], help="hyperparameter search per the spec's tune: section; registers the best trial")
     p.add_argument("spec")
     p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
     p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
@@ -177,12 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tune)
     p = sub.add_parser("models", help="the checkpoint registry")
     models = p.add_subparsers(dest="models_command", required=True)
-    m = models.add_parser("list", parents=[json_flag, storage], help="registered models")
+    m = models.add_parser("list", parents=[common, storage], help="registered models")
     m.set_defaults(func=cmd_models)
-    m = models.add_parser("show", parents=[json_flag, storage], help="one model: NAME (its best) or NAME@VERSION")
+    m = models.add_parser("show", parents=[common, storage], help="one model: NAME (its best) or NAME@VERSION")
     m.add_argument("ref")
     m.set_defaults(func=cmd_models)
-    p = sub.add_parser("predict", parents=[json_flag, storage], help="predict with a registered model")
+    p = sub.add_parser("predict", parents=[common, storage], help="predict with a registered model")
     p.add_argument("ref", help="NAME or NAME@VERSION")
     p.add_argument(
         "--input", "--text", dest="input", action="append", required=True,
@@ -191,10 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     from serving.cli import add_serve_parser
 
-    add_serve_parser(sub, parents=[json_flag, storage])
+    add_serve_parser(sub, parents=[common, storage])
     from cluster.cli import add_cluster_parsers
 
-    add_cluster_parsers(sub, json_flag=json_flag)
+    add_cluster_parsers(sub, common=common)
     return parser
 
 
@@ -204,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.errors import TrainingFailed
 
     args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "verbosity", None) or "default")
+    from cluster.connect import WORKER_ENV
+
+    # No hub look-ups or progress bars here either: transformers reads these once, on import.
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
     from cluster.local_head import prepare_driver_auth
 
     if args.command in ("submit", "jobs", "cluster"):
@@ -213,18 +234,21 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     elif args.command in ("train", "tune", "serve"):
         prepare_driver_auth(getattr(args, "address", None))
+    from cluster.ray_compat import RayVersionError, check_ray_version
     from cluster.resources import ClusterUnavailable
 
     try:
+        if args.command in RAY_COMMANDS:
+            check_ray_version()
         return args.func(args)
     except (SpecError, RegistryError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        log.error("%s", error)
         return EXIT_BAD_INPUT
     except ClusterUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
+        log.error("%s", error)
         return EXIT_CLUSTER
-    except TrainingFailed as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (TrainingFailed, RayVersionError) as error:
+        log.error("%s", error)
         return EXIT_FAILED
 
 

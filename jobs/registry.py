@@ -19,8 +19,13 @@ import tempfile
 from pathlib import Path
 
 INDEX_FILE = "index.json"
-# The spec's name rule: no '/', no leading '.', so a name can never leave the registry folder.
+# The registry under a storage path: runs write there, `models`, `predict` and Serve read it.
+REGISTRY_DIR = "registry"
+# The one model-name rule (the spec's `name`, the registry's folders, Serve's routes): no '/', no
+# leading '.', so a name can never leave the registry folder.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+# A reference: 'name' (its best version) or 'name@3'.
+REF_PATTERN = re.compile(NAME_PATTERN.pattern + r"(@[0-9]{1,9})?")
 
 
 class RegistryError(LookupError):
@@ -44,6 +49,11 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def registry_for(storage_path: str | Path) -> "Registry":
+    """The registry of a storage path (`<storage>/registry`)."""
+    return Registry(root=Path(storage_path).expanduser().resolve() / REGISTRY_DIR)
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:

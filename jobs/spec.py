@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,7 +18,8 @@ from biomed.data import SUPPORTED_SUFFIXES, Columns, column_names, distinct_labe
 from biomed.models import BACKBONES, MLPPreset, check_backbone_input, check_local_model_dir, default_pooling
 from biomed.tasks import TASKS, get_task
 from jobs.tune_spec import TuneSpec
-from serving.config import ServeSpec
+from jobs.registry import NAME_PATTERN
+from jobs.serve_spec import ServeSpec
 
 
 class _Spec(BaseModel):
@@ -220,7 +220,7 @@ class JobSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", value):
+        if not NAME_PATTERN.fullmatch(value):
             raise ValueError(f"name {value!r} must be 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")
         return value
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -15,24 +14,19 @@ import ray.train
 from biomed.baselines import BASELINES, BaselineContext
 from biomed.checkpoint import Predictor
 from biomed.data import fingerprint_files
+from biomed.log import get_logger
 from biomed.metrics import bootstrap_ci
 from biomed.tasks import get_task
 from cluster.connect import connect
 from jobs.curves import plot_learning_curve
 from jobs.errors import TrainingFailed
-from jobs.registry import Registry
+from jobs.registry import registry_for
 from jobs.spec import JobSpec
 from jobs.splits import Splits, load_splits
 from jobs.trainer import build_trainer, run_name
 from jobs.worker import METRICS_FILE, MODEL_DIR
 
-
-def registry_for(storage_path: str | Path) -> Registry:
-    return Registry(root=Path(storage_path) / "registry")
-
-
-def _log(message: str) -> None:
-    print(f"[biomed] {message}", file=sys.stderr, flush=True)
+log = get_logger(__name__)
 
 
 def best_report(reports: list[dict], *, key: str, mode: str) -> dict:
@@ -127,7 +121,7 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     run_dir = Path(spec.storage_path) / name
     connecting = time.perf_counter()
     resources = connect(address=address)
-    _log(f"run {name} → {run_dir} on {resources}")
+    log.info("run %s → %s on %s", name, run_dir, resources)
     fitting = time.perf_counter()
     try:
         result = build_trainer(spec, name=name).fit()
@@ -135,7 +129,7 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
         raise TrainingFailed(f"run {name} failed after {spec.failure.max_failures} retries: {error}") from error
     fitted = time.perf_counter()
     ckpt_dir, val_metrics = best_checkpoint(result, spec)
-    _log(f"best checkpoint {ckpt_dir.name} (val_{spec.metric}={val_metrics[f'val_{spec.metric}']:.4f}); scoring the test set")
+    log.info("best checkpoint %s (val_%s=%.4f); scoring the test set", ckpt_dir.name, spec.metric, val_metrics[f"val_{spec.metric}"])
     curve_png = plot_learning_curve(run_dir / METRICS_FILE, run_dir / "learning_curve.png")
     outcome = score_and_register(spec, splits, ckpt_dir=ckpt_dir, val_metrics=val_metrics, fingerprint=fingerprint, name=name)
     return {

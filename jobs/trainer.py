@@ -11,8 +11,9 @@ import hashlib
 from pathlib import Path
 
 from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.callbacks import DatasetsCallback
 
+from biomed.log import verbosity as current_verbosity
+from cluster.ray_compat import without_unused_datasets_manager
 from jobs.spec import JobSpec
 
 
@@ -29,34 +30,26 @@ def train_fn(config: dict) -> None:
     train_loop_per_worker(config)
 
 
-class _JobTrainer(TorchTrainer):
-    """TorchTrainer less Ray Data's per-run DatasetManager actor, which jobs never use.
-
-    Jobs shard their own data (jobs/worker.py), so the actor was one more Python process started
-    for every run (about 1.3 s of CPU on the critical path of a small machine) and never called.
-    """
-
-    def _create_default_callbacks(self):
-        callbacks = super()._create_default_callbacks()
-        if self.datasets:
-            return callbacks
-        return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
-
-
-def build_trainer(spec: JobSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None) -> TorchTrainer:
+def build_trainer(
+    spec: JobSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None
+) -> TorchTrainer:
     """The spec's TorchTrainer: run `name` under `spec.storage_path`, so a rerun resumes it.
 
     `max_failures` overrides the spec's worker-group restarts (a search's trials use Tune's).
+    `verbosity` (biomed.log's; default this process's) is what the workers log: Ray Train's own
+    per-report lines ("Reporting training result ...") only under "verbose".
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+
+    verbosity = verbosity or current_verbosity()
 
     s = spec.scaling
     resources = {"CPU": s.cpus_per_worker}
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
-    return _JobTrainer(
+    trainer = TorchTrainer(
         train_fn,
-        train_loop_config={"spec": spec.model_dump(mode="json"), "run_dir": str(Path(spec.storage_path) / name)},
+        train_loop_config={"spec": spec.model_dump(mode="json"), "run_dir": str(Path(spec.storage_path) / name), "verbosity": verbosity},
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name,
@@ -68,5 +61,8 @@ def build_trainer(spec: JobSpec, *, name: str, callbacks: list | None = None, ma
             ),
             failure_config=FailureConfig(max_failures=spec.failure.max_failures if max_failures is None else max_failures),
             callbacks=callbacks,
+            logging_config=LoggingConfig(log_level="INFO" if verbosity == "verbose" else "WARNING"),
         ),
     )
+    # Jobs shard their own data (jobs/worker.py), so Ray Data's per-run actor would be idle.
+    return without_unused_datasets_manager(trainer)

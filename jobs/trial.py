@@ -8,10 +8,10 @@ code of the search's driver: measured, that cut the trial process's imports from
 from __future__ import annotations
 
 import hashlib
-import time
 
 import numpy as np
 
+from cluster.ray_compat import drain_tune_reports
 from jobs.spec import JobSpec
 from jobs.trainer import build_trainer, run_name
 
@@ -44,11 +44,13 @@ def trial_run_name(spec: JobSpec, data_fingerprint: str, experiment: str) -> str
     return f"{run_name(spec, data_fingerprint)}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
 
 
-def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experiment: str) -> None:
+def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experiment: str, verbosity: str = "default") -> None:
     """Tune function trainable: one Ray Train run per trial.
 
     The Train run never restarts its own worker group: Tune retries the failed trial instead
     (the search's FailureConfig), and the retry resumes the run from its latest checkpoint.
+    A search prints one line per trial from its driver, so the trial's workers log their epochs
+    only under "verbose".
     """
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -59,22 +61,9 @@ def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experimen
     # created after Train's placement-group cleaner last looked, so it is never removed, and
     # its CPUs stay reserved until the search ends: the next trials wait 60 s and fail.
     trainer = build_trainer(
-        spec, name=trial_run_name(spec, data_fingerprint, experiment), callbacks=[TuneReportCallback()], max_failures=0
+        spec, name=trial_run_name(spec, data_fingerprint, experiment), callbacks=[TuneReportCallback()], max_failures=0,
+        verbosity="verbose" if verbosity == "verbose" else "quiet",
     )
     trainer.fit()
-    _wait_for_last_report()
-
-
-def _wait_for_last_report(*, timeout_s: float = 10.0, settle_s: float = 0.2) -> None:
-    # Ray 2.60: the Train controller hands each epoch's report to this process through a queue
-    # actor (TuneReportCallback), while this function's return reaches Tune directly; a return
-    # that overtakes the last report drops it (seen once: a trial "completed after 7 iterations"
-    # of 8). fit() returns only after its last report is in the queue, so wait for Tune's side to
-    # take it, then long enough for it to pass the return.
-    from ray.train._internal.session import get_session
-
-    queue = get_session()._get_or_create_inter_actor_queue()
-    deadline = time.monotonic() + timeout_s
-    while not queue.empty() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(settle_s)
+    # fit() returns once its last report is in Tune's queue; the return must not overtake it.
+    drain_tune_reports()

@@ -11,18 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 from biomed.data import fingerprint_files
+from biomed.log import get_logger, is_verbose, verbosity
 from cluster.connect import connect
 from jobs.errors import TrainingFailed
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
 from jobs.train import best_report, score_and_register
 from jobs.trial import run_trial, search_metric, search_mode, trial_run_name, trial_spec
-from jobs.tune_report import trial_rows, write_results
+from jobs.tune_report import TrialLines, trial_rows, write_results
+
+log = get_logger(__name__)
 
 METRIC_CHECKPOINT_KEY = "checkpoint_path"
 TRIAL_DRIVER_MEMORY_BYTES = 512 * 1024**2
@@ -89,7 +91,9 @@ def _scheduler(spec: JobSpec):
 def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool, concurrency: int):
     from ray import tune
 
-    trainable = tune.with_parameters(run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint, experiment=name)
+    trainable = tune.with_parameters(
+        run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint, experiment=name, verbosity=verbosity()
+    )
     # The trial function only drives a Train run whose workers hold the CPUs/GPUs; reserving a CPU
     # for it would hold a core idle per trial. Tune refuses an empty request, so it reserves the
     # memory the driver process really uses instead.
@@ -113,6 +117,9 @@ def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool
             name=name,
             storage_path=spec.storage_path,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+            # Tune's status tables only under --verbose; otherwise one biomed line per trial.
+            verbose=None if is_verbose() else 0,
+            callbacks=[TrialLines(metric=f"val_{search_metric(spec)}", num_samples=t.num_samples)],
         ),
     )
 
@@ -131,8 +138,8 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     resources = connect(address=address)
     concurrency = trial_concurrency(spec, resources["num_cpus"], resources["num_gpus"])
     if concurrency < spec.tune.max_concurrent_trials:
-        print(f"[biomed] running {concurrency} trials at a time, not {spec.tune.max_concurrent_trials}: that is what {resources} fits", file=sys.stderr, flush=True)
-    print(f"[biomed] search {name} → {exp_dir}", file=sys.stderr, flush=True)
+        log.warning("running %d trials at a time, not %d: that is what %s fits", concurrency, spec.tune.max_concurrent_trials, resources)
+    log.info("search %s → %s", name, exp_dir)
     searching = time.perf_counter()
     results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency).fit()
     searched = time.perf_counter()

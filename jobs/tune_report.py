@@ -1,4 +1,5 @@
-"""Search results as a table (Parquet + CSV) and a plot of the metric per epoch per trial."""
+"""A search's progress and results: one log line per finished trial while it runs, then a table
+(Parquet + CSV) and a plot of the metric per epoch per trial."""
 
 from __future__ import annotations
 
@@ -8,11 +9,39 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from ray import tune
 
+from biomed.log import get_logger
 from jobs.spec import JobSpec
+
+log = get_logger(__name__)
 
 # Besides every validation metric of the task (val_*), whatever the family.
 REPORTED = ("epoch", "train_loss", "train_seconds", "epoch_seconds", "time_total_s", "checkpoint_path")
+
+
+class TrialLines(tune.Callback):
+    """One `biomed` log line per trial as it ends (Tune's own status tables show only under
+    --verbose): how far it got, its last value of the search metric, and its configuration."""
+
+    def __init__(self, *, metric: str, num_samples: int):
+        self._metric, self._num_samples, self._done = metric, num_samples, 0
+
+    def _line(self, trial, outcome: str) -> None:
+        self._done += 1
+        result = trial.last_result or {}
+        value = result.get(self._metric)
+        shown = f"{self._metric}={value:.4f}" if isinstance(value, (int, float)) else f"no {self._metric} reported"
+        config = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in (trial.config or {}).items()}
+        log.info("trial %d/%d %s %s after %s epochs: %s %s", self._done, self._num_samples, trial.trial_id, outcome, result.get("epoch", 0), shown, config)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        planned = int((trial.config or {}).get("epochs") or 0)
+        epoch = int((trial.last_result or {}).get("epoch") or 0)
+        self._line(trial, "stopped early" if planned and epoch < planned else "finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, "failed")
 
 
 def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +25,11 @@ from safetensors.torch import load_file
 from biomed.checkpoint import raw_outputs, save_model_checkpoint
 from biomed.encoding import build_encoder
 from biomed.inputs import validator_to_dict
+from biomed.log import configure as configure_logging
+from biomed.log import get_logger
 from biomed.models import backbone_tokenizer, build_classifier, is_head_parameter
 from biomed.tasks import get_task
+from cluster.ray_compat import quiet_train_worker_reports
 from jobs.spec import JobSpec
 from jobs.splits import input_validator, load_splits
 
@@ -35,6 +37,8 @@ STATE_FILE = "training_state.pt"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.csv"
 CURVE_FIELDS = ("kind", "epoch", "step", "train_loss", "learning_rate", "val_metric", "value", "samples_per_s", "epoch_seconds", "checkpoint_seconds")
+
+log = get_logger(__name__)
 
 
 def epoch_batches(num_rows: int, *, epoch: int, seed: int, rank: int, world: int, batch_size: int) -> list[np.ndarray]:
@@ -141,13 +145,6 @@ def _report_with_checkpoint(spec: JobSpec, model, encoder, *, metadata: dict, me
         )
 
 
-def _progress(message: str) -> None:
-    # Ray Train patches print() to tee into its logger as well, which doubles every line in the
-    # driver's output; writing to the stream directly shows it once.
-    sys.stderr.write(f"[biomed] {message}\n")
-    sys.stderr.flush()
-
-
 def _load_state(checkpoint: ray.train.Checkpoint, model, optimizer, scheduler, scaler) -> dict:
     with checkpoint.as_directory() as directory:
         weights = load_file(str(Path(directory) / MODEL_DIR / "model.safetensors"))
@@ -163,8 +160,12 @@ def _load_state(checkpoint: ray.train.Checkpoint, model, optimizer, scheduler, s
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str}."""
+    """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str, "verbosity": str}."""
     entered, entered_at = time.perf_counter(), time.time()
+    # This worker's own handler (not Ray's root one, which would print each line twice); its
+    # stderr reaches the driver through Ray's log forwarding.
+    configure_logging(config.get("verbosity", "default"))
+    quiet_train_worker_reports(verbose=config.get("verbosity") == "verbose")
     spec = JobSpec.model_validate(config["spec"])
     run_dir = Path(config["run_dir"])
     from transformers import get_linear_schedule_with_warmup
@@ -221,7 +222,7 @@ def train_loop_per_worker(config: dict) -> None:
         state = _load_state(checkpoint, core, optimizer, scheduler, scaler)
         start_epoch, curve, attempt_starts = state["epoch"], state["curve"], state["attempt_start_epochs"]
         if rank == 0:
-            _progress(f"resuming {run_dir.name} from the checkpoint of epoch {start_epoch}")
+            log.info("resuming %s from the checkpoint of epoch %d", run_dir.name, start_epoch)
     attempt_starts = attempt_starts + [start_epoch]
     setup_seconds = time.perf_counter() - entered
 
@@ -296,7 +297,7 @@ def train_loop_per_worker(config: dict) -> None:
             curve[-1]["checkpoint_seconds"] = round(time.perf_counter() - reporting, 4)
             _write_curve(run_dir, curve)
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
-            _progress(f"epoch {epoch + 1}/{t.epochs} train_loss={train_loss:.4f} {shown} ({metrics['train_samples_per_s']:.1f} samples/s)")
+            log.info("epoch %d/%d train_loss=%.4f %s (%.1f samples/s)", epoch + 1, t.epochs, train_loss, shown, metrics["train_samples_per_s"])
         else:
             ray.train.report(metrics, checkpoint=None)
 

@@ -15,9 +15,7 @@ replica predicts the task's probe input and must reproduce the prediction the re
 
 
 import asyncio
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,12 +24,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from biomed.checkpoint import Predictor
-from jobs.registry import Registry, RegistryError, parse_ref
+from jobs.registry import REF_PATTERN, RegistryError, parse_ref, registry_for
 from serving.auth import authorized
-from serving.config import ServeSpec
+from jobs.serve_spec import ServeSpec
 from serving.schemas import TASK_SCHEMAS, InputError, PredictResponse, openapi_request_body
 
-MODEL_REF = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}(@[0-9]{1,9})?")
 # Probabilities may differ in the last float32 bits across thread counts (reduction order).
 GOLDEN_ATOL = 1e-4
 
@@ -76,7 +73,7 @@ def _error(status: int, detail, headers: dict | None = None) -> HTTPException:
 class ModelServer:
     async def __init__(self, *, storage_path: str, models: list[str], settings: dict, token_sha256: str):
         self._settings = ServeSpec.model_validate(settings)
-        self._registry = Registry(root=Path(storage_path) / "registry")
+        self._registry = registry_for(storage_path)
         self._token_sha256 = token_sha256
         # One replica's threads stay within the CPUs it reserved.
         torch.set_num_threads(max(1, int(self._settings.num_cpus_per_replica)))
@@ -114,7 +111,7 @@ class ModelServer:
         # read on the request path after the first.
         if ref in self._resolved:
             return self._resolved[ref]
-        if not MODEL_REF.fullmatch(ref):
+        if not REF_PATTERN.fullmatch(ref):
             raise _error(404, f"no model {ref!r}: a model is 'name' or 'name@version' from the registry")
         name, version = parse_ref(ref)
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from jobs.output import emit, pretty
-from serving.config import ServeSpec
+from jobs.serve_spec import ServeSpec
 
 
 def _flag_type(annotation):

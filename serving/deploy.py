@@ -12,13 +12,11 @@ from pathlib import Path
 
 from cluster.connect import WORKER_ENV, connect
 from cluster.local_head import read_head, start_head, stop_head
-from jobs.registry import Registry, RegistryError
+from cluster.ray_compat import serve_http_host, serve_replica_http_targets
+from jobs.registry import RegistryError, registry_for
+from jobs.serve_spec import ServeSpec
 from serving.auth import TOKEN_ENV, resolve_token, token_path, token_sha256
-from serving.config import APP_NAME, ServeSpec
-
-
-def _registry(storage_path: str | Path) -> Registry:
-    return Registry(root=Path(storage_path).expanduser().resolve() / "registry")
+from serving.config import APP_NAME
 
 
 def settings_for(entry: dict, overrides: dict) -> ServeSpec:
@@ -45,19 +43,9 @@ def replica_urls(host: str, *, expected: int = 1, timeout_s: float = 15.0) -> li
 
     A replica gets its port while it starts, so this waits up to `timeout_s` for `expected` of them.
     """
-    import ray
-    from ray.serve._private.common import RequestProtocol
-    from ray.serve.context import _get_global_client
-
-    # Serve publishes replica ports only through its controller (for external load balancers).
-    controller = _get_global_client()._controller
     deadline = time.monotonic() + timeout_s
     while True:
-        groups = ray.get(controller.get_target_groups.remote(APP_NAME))
-        # With no replica running, the app's group lists the proxies instead.
-        replicas = sorted(
-            {(t.ip, t.port) for g in groups if g.protocol == RequestProtocol.HTTP for t in g.targets if t.name.startswith("SERVE_REPLICA::")}
-        )
+        replicas = serve_replica_http_targets(APP_NAME)
         if len(replicas) >= expected or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -71,7 +59,7 @@ def _no_cluster(address: str | None) -> bool:
 
 def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None = None, address: str | None = None) -> dict:
     """Deploy the named registered models (the first one is primary) behind one HTTP endpoint."""
-    registry = _registry(storage_path)
+    registry = registry_for(storage_path)
     entries = [registry.get(ref) for ref in refs]  # unknown names fail here, before any Ray
     for entry in entries:
         if not entry.get("probe"):
@@ -140,10 +128,7 @@ def status(*, address: str | None = None) -> dict:
             },
         }
     if APP_NAME in apps:
-        from ray.serve.context import _get_global_client
-
-        host = _get_global_client().http_config.host
-        apps[APP_NAME]["replica_urls"] = replica_urls(host, expected=0)
+        apps[APP_NAME]["replica_urls"] = replica_urls(serve_http_host(), expected=0)
     return {"running": bool(apps), "applications": apps}
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from biomed.inputs import InvalidInputs
 from biomed.tasks import TASKS
-from serving.config import ServeSpec
+from jobs.serve_spec import ServeSpec
 
 
 class InputError(ValueError):

@@ -52,9 +52,9 @@ def ray_cluster():
     import ray
 
     from cluster.connect import WORKER_ENV
-    from cluster.local_head import SERVE_CLUSTER_ENV
+    from cluster.ray_compat import serve_cluster_env
 
-    os.environ.update({**WORKER_ENV, **SERVE_CLUSTER_ENV})
+    os.environ.update({**WORKER_ENV, **serve_cluster_env()})
     # The dashboard backs the State API that Ray Train V2's placement-group cleaner polls; without
     # it a trial stopped by ASHA leaks its workers' reservation and later trials starve.
     ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True)

@@ -38,6 +38,9 @@ def test_train_registers_checkpoint_that_plain_transformers_loads(planted_dir, t
     assert summary["test_metrics"]["accuracy"] > 0.9, summary["test_metrics"]
     assert summary["baseline_test_metrics"]["accuracy"] > 0.9
     assert proc.stderr.count("[biomed] epoch ") == 6
+    # By default: one line per epoch, none of Ray's per-report or start-up chatter.
+    for chatter in ("Reporting training result", "Checkpoint successfully created", "Started a local Ray instance", "Loading weights"):
+        assert chatter not in proc.stderr, chatter
 
     model_dir = Path(summary["registered"]["path"])
     files = {p.name for p in model_dir.iterdir()}
@@ -67,8 +70,10 @@ def test_train_registers_checkpoint_that_plain_transformers_loads(planted_dir, t
     assert listed["models"][0]["best_version"] == 1
 
     # The same spec again resumes its finished run in place: no epoch is retrained, no new version.
-    again = _biomed("train", str(spec_path), "--json", cwd=tmp_path)
+    # Under --verbose, Ray's own logs show too.
+    again = _biomed("train", str(spec_path), "--json", "--verbose", cwd=tmp_path)
     rerun = _last_json(again)
     assert rerun["run_name"] == summary["run_name"]
     assert rerun["registered"]["version"] == 1
     assert "resuming" in again.stderr and "[biomed] epoch " not in again.stderr
+    assert "Started a local Ray instance" in again.stderr

@@ -1,0 +1,136 @@
+"""Every shim in cluster/ray_compat.py checked against the installed Ray, without a cluster.
+
+Each test fails loudly when a new Ray renames or moves what a shim relies on. What the shims do
+inside a running cluster is covered where they are used: replica ports in test_serve, the trial's
+report drain in test_tune, the trainer's callbacks in every training test.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster import ray_compat
+from cluster.ray_compat import RayVersionError, check_ray_version
+
+
+def test_installed_ray_is_in_the_tested_range_and_others_are_refused():
+    import ray
+
+    assert check_ray_version() == ray.__version__
+    for untested in ("2.61.0", "2.59.2", "3.0.0", "2.6.0"):
+        with pytest.raises(RayVersionError, match=rf"Ray {untested} is installed.*>=2\.60,<2\.61"):
+            check_ray_version(untested)
+    with pytest.raises(RayVersionError, match="cannot read"):
+        check_ray_version("nightly")
+
+
+def test_cli_refuses_an_untested_ray_before_starting_anything(tmp_path):
+    # The installed version is faked in a fresh interpreter; the command fails before Ray is imported.
+    code = (
+        "import importlib.metadata as m, sys; real = m.version;"
+        "m.version = lambda name: '2.61.0' if name == 'ray' else real(name);"
+        "from jobs.cli import main; rc = main(sys.argv[1:]);"
+        "print('RAY_IMPORTED', 'ray' in sys.modules, file=sys.stderr); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "train", str(tmp_path / "spec.yaml")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Ray 2.61.0 is installed" in proc.stderr and "cluster/ray_compat.py" in proc.stderr
+    assert "RAY_IMPORTED False" in proc.stderr
+
+
+def test_train_env_var_names_are_rays():
+    from ray.train.v2._internal import constants
+
+    assert constants.HEALTH_CHECK_INTERVAL_S_ENV_VAR == ray_compat.TRAIN_HEALTH_CHECK_INTERVAL_ENV
+    assert constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR == ray_compat.TRAIN_PREEMPTION_WATCHER_ENV
+    assert ray_compat.train_driver_env(local=True) == {ray_compat.TRAIN_HEALTH_CHECK_INTERVAL_ENV: "0.1", ray_compat.TRAIN_PREEMPTION_WATCHER_ENV: "0"}
+    assert ray_compat.TRAIN_PREEMPTION_WATCHER_ENV not in ray_compat.train_driver_env(local=False)
+
+
+def test_serve_reads_the_direct_ingress_env_vars():
+    # Serve reads them once, on import: a fresh interpreter with them set must see them.
+    code = "from ray.serve._private import constants as c; print(c.RAY_SERVE_ENABLE_DIRECT_INGRESS, c.RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S)"
+    env = {**_plain_env(), **ray_compat.serve_cluster_env()}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "2.0"]
+
+
+def _plain_env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+
+
+def test_job_config_env_and_head_resource_are_rays(monkeypatch):
+    from ray._common.constants import HEAD_NODE_RESOURCE_NAME
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    assert RAY_JOB_CONFIG_JSON_ENV_VAR == ray_compat.JOB_CONFIG_ENV
+    assert HEAD_NODE_RESOURCE_NAME == ray_compat.HEAD_NODE_RESOURCE
+    monkeypatch.delenv(ray_compat.JOB_CONFIG_ENV, raising=False)
+    assert ray_compat.job_env_vars() == {}
+    monkeypatch.setenv(ray_compat.JOB_CONFIG_ENV, json.dumps({"runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "1"}}}))
+    assert ray_compat.job_env_vars() == {"HF_HUB_OFFLINE": "1"}
+
+
+def test_trainer_without_datasets_drops_only_the_datasets_callback():
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    def build():
+        return TorchTrainer(lambda config: None, scaling_config=ScalingConfig(num_workers=1))
+
+    stock = [type(c).__name__ for c in build()._create_default_callbacks()]
+    lean = [type(c).__name__ for c in ray_compat.without_unused_datasets_manager(build())._create_default_callbacks()]
+    assert "DatasetsCallback" in stock
+    assert lean == [name for name in stock if name != "DatasetsCallback"]
+
+
+def test_train_reports_are_logged_outside_ray_train_by_file_path():
+    # The reason for quiet_train_worker_reports: if Ray moves this logger under "ray.train",
+    # Train's own LoggingConfig filters it and the shim can go.
+    from ray.train.v2._internal.execution import context
+
+    assert context.logger.name == context.__file__
+    assert "Reporting training result" in Path(context.__file__).read_text()
+    for verbose, level in ((False, logging.WARNING), (True, logging.INFO)):
+        ray_compat.quiet_train_worker_reports(verbose=verbose)
+        assert context.logger.level == level
+
+
+def test_tune_report_queue_api():
+    from ray.train._internal.session import _TrainSession, get_session
+
+    assert callable(_TrainSession._get_or_create_inter_actor_queue)
+    assert get_session() is None  # outside a trial
+
+
+def test_serve_target_group_api():
+    from ray.serve._private.client import ServeControllerClient
+    from ray.serve._private.common import REPLICA_ID_FULL_ID_STR_PREFIX, RequestProtocol
+    from ray.serve._private.controller import ServeController
+    from ray.serve.context import _get_global_client
+
+    assert REPLICA_ID_FULL_ID_STR_PREFIX == "SERVE_REPLICA::" and RequestProtocol.HTTP.value == "HTTP"
+    assert "app_name" in inspect.signature(ServeController.get_target_groups).parameters
+    assert "raise_if_no_controller_running" in inspect.signature(_get_global_client).parameters
+    assert isinstance(inspect.getattr_static(ServeControllerClient, "http_config"), property)
+    assert hasattr(ServeControllerClient, "_controller") or "_controller" in inspect.getsource(ServeControllerClient.__init__)
+
+
+def test_launcher_config_is_validated_by_rays_schema():
+    import yaml
+    from jsonschema import ValidationError
+
+    config = yaml.safe_load(Path("cluster.yaml").read_text())
+    assert ray_compat.validate_launcher_config(config)["available_node_types"]
+    with pytest.raises(ValidationError):
+        ray_compat.validate_launcher_config({**config, "max_workerz": 3})
