@@ -30,7 +30,8 @@ from biomed.synthetic import write_planted_text  # noqa: E402
 from biomed.text import collate, encode_texts  # noqa: E402
 from jobs.spec import parse_spec  # noqa: E402
 from jobs.splits import load_splits  # noqa: E402
-from jobs.worker import _optimizer, epoch_batches  # noqa: E402
+from biomed.batching import epoch_batches  # noqa: E402
+from jobs.worker import optimizer_for  # noqa: E402
 
 
 def spec_for(data_dir: Path, storage: Path, *, epochs: int, seed: int) -> dict:
@@ -60,7 +61,7 @@ def plain_loop(spec) -> list[float]:
     targets = torch.from_numpy(splits.train.targets)
     labels = spec.task.labels
     model = build_classifier(backbone="tiny-bert", path=None, labels=labels, num_outputs=len(labels), dropout=None, vocab_size=len(tokenizer))
-    optimizer = _optimizer(model, spec)
+    optimizer = optimizer_for(model, spec)
     steps = len(epoch_batches(len(ids), epoch=0, seed=t.seed, rank=0, world=1, batch_size=t.batch_size_per_worker))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * steps * t.epochs), steps * t.epochs)
     rates = []

@@ -42,16 +42,18 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
         address = address or os.environ.get("RAY_ADDRESS") or _local_head_address()
         for key, value in ray_compat.train_driver_env(local=not address).items():
             os.environ.setdefault(key, value)
-        # Ray's own start-up lines ("Started a local Ray instance", ...) only under --verbose.
-        ray_logging = logging.INFO if is_verbose() else logging.WARNING
+        # Ray's own INFO lines only under --verbose: the driver's ("Started a local Ray instance")
+        # and those of this job's actors (e.g. Train's placement-group cleaner, once per run).
+        level = "INFO" if is_verbose() else "WARNING"
+        quiet = {"log_to_driver": True, "logging_level": getattr(logging, level), "logging_config": ray.LoggingConfig(log_level=level)}
         if address:
-            ray.init(address=address, runtime_env=_driver_runtime_env(), log_to_driver=True, logging_level=ray_logging)
+            ray.init(address=address, runtime_env=_driver_runtime_env(), **quiet)
         else:
             for key, value in ray_compat.serve_cluster_env().items():
                 os.environ.setdefault(key, value)
             # The dashboard (127.0.0.1, token auth on) also backs the State API that Train V2's
             # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.
-            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=True, logging_level=ray_logging)
+            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", **quiet)
         log.debug("joined %s", address or "a new embedded local Ray")
     return cluster_resources()
 

@@ -11,6 +11,7 @@ light. Each function imports what it needs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import logging
@@ -72,6 +73,11 @@ SERVE_DIRECT_INGRESS_DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 # Ray 2.60, ray/_common/constants.py (HEAD_NODE_RESOURCE_NAME): the resource only the head has.
 HEAD_NODE_RESOURCE = "node:__internal_head__"
+# Ray 2.60, ray/tune/experimental/output.py `get_air_verbosity`, read on every Tuner.fit(): "0"
+# selects Tune's older console reporter, which honours RunConfig(verbose=0) fully. The newer one
+# prints the experiment's header table and result paths whatever the verbosity (ray/tune/tune.py
+# calls `air_progress_reporter.experiment_started` unconditionally).
+TUNE_NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
 
 def train_driver_env(*, local: bool) -> dict[str, str]:
@@ -85,6 +91,23 @@ def train_driver_env(*, local: bool) -> dict[str, str]:
 def serve_cluster_env() -> dict[str, str]:
     """Environment for clusters this tool starts, so Serve on them has direct ingress."""
     return {SERVE_DIRECT_INGRESS_ENV: "1", SERVE_DIRECT_INGRESS_DRAIN_ENV: "2"}
+
+
+@contextlib.contextmanager
+def tune_console(*, verbose: bool):
+    """While a search runs: Tune's console output off unless `verbose` (then Tune's own)."""
+    if verbose:
+        yield
+        return
+    before = os.environ.get(TUNE_NEW_OUTPUT_ENV)
+    os.environ[TUNE_NEW_OUTPUT_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TUNE_NEW_OUTPUT_ENV, None)
+        else:
+            os.environ[TUNE_NEW_OUTPUT_ENV] = before
 
 
 def job_env_vars() -> dict[str, str]:

@@ -26,9 +26,11 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path) -> Path | None:
     ax_loss.set_xlabel("optimizer step")
     ax_loss.set_ylabel("cross-entropy")
     ax_loss.legend()
-    if epochs:
-        ax_metric.plot([int(r["epoch"]) for r in epochs], [float(r["value"]) for r in epochs], "o-")
-        ax_metric.set_ylabel(f"validation {epochs[0]['val_metric']}")
+    # Epochs that ended without validation (checkpointing.eval_every_n_steps) have no value.
+    scored = [r for r in epochs if r["value"] not in ("", None)]
+    if scored:
+        ax_metric.plot([int(r["epoch"]) for r in scored], [float(r["value"]) for r in scored], "o-")
+        ax_metric.set_ylabel(f"validation {scored[0]['val_metric']}")
     ax_metric.set_xlabel("epoch")
     fig.suptitle(metrics_csv.parent.name)
     fig.tight_layout()

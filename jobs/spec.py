@@ -185,6 +185,10 @@ class TrainingSpec(_Spec):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32", description="Autocast precision: fp32, bf16 (CPU or GPU) or fp16 (GPU, with loss scaling)."
     )
+    group_by_length: bool = Field(
+        default=False,
+        description="Draw each training batch from rows of similar length (shuffled mega-batches sorted by length, as Hugging Face's LengthGroupedSampler), so less compute goes to padding; still every row once per epoch, deterministic per seed. Sequence inputs only.",
+    )
 
 
 class ScalingSpec(_Spec):
@@ -198,6 +202,14 @@ class CheckpointSpec(_Spec):
     num_to_keep: int = Field(default=2, ge=1, description="Checkpoints kept by the selection metric (the latest is always kept too, for resuming).")
     metric: str | None = Field(default=None, description="Validation metric that selects the best checkpoint. Omitted: the task's default (macro_f1 for text, auroc for other classification, rmse for regression, c_index for survival).")
     mode: Literal["max", "min"] | None = Field(default=None, description="Whether a higher or lower metric is better. Omitted: the metric's natural direction.")
+    every_n_steps: int | None = Field(
+        default=None, ge=1,
+        description="Also checkpoint every N optimizer steps inside an epoch, so a killed worker costs at most N steps; a resumed run continues with the next batch of the same order. Omitted: checkpoints at epoch ends only.",
+    )
+    eval_every_n_steps: int | None = Field(
+        default=None, ge=1,
+        description="Validate every N optimizer steps (and after the last one) instead of at epoch ends; each validated checkpoint is a candidate for best. Omitted: validation at epoch ends.",
+    )
 
 
 class FailureSpec(_Spec):
@@ -250,6 +262,8 @@ class JobSpec(_Spec):
                 raise ValueError(f"task.labels is for classification; task {task.name!r} predicts a {task.target_kind} target")
             if self.training.class_weighting != "none":
                 raise ValueError(f"training.class_weighting {self.training.class_weighting!r} is for classification; task {task.name!r} predicts a {task.target_kind} target")
+        if self.training.group_by_length and task.input_kind == "tabular":
+            raise ValueError(f"training.group_by_length is for sequence inputs; task {task.name!r} reads feature rows, which have no length")
         elif self.task.labels is None:
             labels = distinct_labels(self.data.train_path, self.data.label_column)
             if len(labels) < 2:

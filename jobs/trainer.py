@@ -24,20 +24,22 @@ def run_name(spec: JobSpec, data_fingerprint: str) -> str:
 
 
 def train_fn(config: dict) -> None:
-    """Ray Train entry point: `jobs.worker.train_loop_per_worker`, imported on the worker."""
-    from jobs.worker import train_loop_per_worker
+    """Ray Train entry point: `jobs.recipe.train_loop_per_worker`, imported on the worker."""
+    from jobs.recipe import train_loop_per_worker
 
     train_loop_per_worker(config)
 
 
 def build_trainer(
-    spec: JobSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None
+    spec: JobSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None,
+    in_search: bool = False,
 ) -> TorchTrainer:
     """The spec's TorchTrainer: run `name` under `spec.storage_path`, so a rerun resumes it.
 
     `max_failures` overrides the spec's worker-group restarts (a search's trials use Tune's).
     `verbosity` (biomed.log's; default this process's) is what the workers log: Ray Train's own
-    per-report lines ("Reporting training result ...") only under "verbose".
+    per-report lines ("Reporting training result ...") only under "verbose". `in_search`: a Tune
+    trial's run, whose every report (step checkpoints too) carries the validation metrics.
     """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 
@@ -49,7 +51,12 @@ def build_trainer(
         resources["GPU"] = s.gpus_per_worker
     trainer = TorchTrainer(
         train_fn,
-        train_loop_config={"spec": spec.model_dump(mode="json"), "run_dir": str(Path(spec.storage_path) / name), "verbosity": verbosity},
+        train_loop_config={
+            "spec": spec.model_dump(mode="json"),
+            "run_dir": str(Path(spec.storage_path) / name),
+            "verbosity": verbosity,
+            "validate_every_report": in_search,
+        },
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name,

@@ -62,7 +62,7 @@ def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experimen
     # its CPUs stay reserved until the search ends: the next trials wait 60 s and fail.
     trainer = build_trainer(
         spec, name=trial_run_name(spec, data_fingerprint, experiment), callbacks=[TuneReportCallback()], max_failures=0,
-        verbosity="verbose" if verbosity == "verbose" else "quiet",
+        verbosity="verbose" if verbosity == "verbose" else "quiet", in_search=True,
     )
     trainer.fit()
     # fit() returns once its last report is in Tune's queue; the return must not overtake it.

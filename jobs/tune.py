@@ -17,6 +17,7 @@ from pathlib import Path
 from biomed.data import fingerprint_files
 from biomed.log import get_logger, is_verbose, verbosity
 from cluster.connect import connect
+from cluster.ray_compat import tune_console
 from jobs.errors import TrainingFailed
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
@@ -141,7 +142,8 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
         log.warning("running %d trials at a time, not %d: that is what %s fits", concurrency, spec.tune.max_concurrent_trials, resources)
     log.info("search %s → %s", name, exp_dir)
     searching = time.perf_counter()
-    results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency).fit()
+    with tune_console(verbose=is_verbose()):
+        results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency).fit()
     searched = time.perf_counter()
     rows = trial_rows(results, spec, max_epochs=_max_epochs(spec) if spec.tune.scheduler.type == "asha" else None)
     if not rows:
@@ -184,7 +186,7 @@ def _trial_summaries(rows: list[dict], key: str) -> list[dict]:
         out.append({
             "trial_id": trial_id,
             "config": last["config"],
-            "epochs_run": len({r["epoch"] for r in trial}),
+            "epochs_run": len({math.ceil(r["epoch"]) for r in trial}),
             "planned_epochs": last["planned_epochs"],
             "stopped_early": last["epoch"] < last["planned_epochs"],
             f"last_{key}": last[key],

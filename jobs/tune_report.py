@@ -61,7 +61,8 @@ def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:
         # A resumed trial reports some epochs again; keep the last report of each epoch.
         for record in frame.drop_duplicates(subset="epoch", keep="last").to_dict("records"):
             row = {k: v for k, v in record.items() if k in REPORTED or k.startswith("val_")}
-            row.update({"trial_id": trial_id, "status": status, "config": config, "planned_epochs": planned, "epoch": int(record["epoch"])})
+            epoch = float(record["epoch"])  # a fraction for a report inside an epoch (step checkpoints)
+            row.update({"trial_id": trial_id, "status": status, "config": config, "planned_epochs": planned, "epoch": int(epoch) if epoch.is_integer() else epoch})
             rows.append(row)
     return rows
 

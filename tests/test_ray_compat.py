@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,9 +65,19 @@ def test_serve_reads_the_direct_ingress_env_vars():
 
 
 def _plain_env() -> dict:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+
+
+def test_tune_console_switch_is_rays(monkeypatch):
+    from ray.tune.experimental.output import AirVerbosity, get_air_verbosity
+
+    monkeypatch.delenv(ray_compat.TUNE_NEW_OUTPUT_ENV, raising=False)
+    assert get_air_verbosity(0) == AirVerbosity.SILENT  # the new reporter, which prints a header anyway
+    with ray_compat.tune_console(verbose=False):
+        assert get_air_verbosity(0) is None  # the older reporter, silent at verbose=0
+    assert ray_compat.TUNE_NEW_OUTPUT_ENV not in os.environ
+    with ray_compat.tune_console(verbose=True):
+        assert get_air_verbosity(0) == AirVerbosity.SILENT
 
 
 def test_job_config_env_and_head_resource_are_rays(monkeypatch):

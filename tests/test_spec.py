@@ -150,3 +150,16 @@ def test_shipped_configs_validate(tmp_path, monkeypatch):
         tasks.add(spec.task.name)
     # One documented config per family.
     assert {"text_classification", "dna_classification", "protein_classification", "molecule_regression", "tabular_classification", "survival"} <= tasks
+
+
+def test_step_checkpoint_and_length_grouping_fields(planted_dir, tmp_path, family_dir):
+    from tests.conftest import family_spec
+
+    raw = tiny_spec(planted_dir, tmp_path, checkpointing={"every_n_steps": 0})
+    assert "checkpointing.every_n_steps" in _error(raw) and "0" in _error(raw)
+    spec = parse_spec(tiny_spec(planted_dir, tmp_path, checkpointing={"every_n_steps": 50, "eval_every_n_steps": 200}))
+    assert (spec.checkpointing.every_n_steps, spec.checkpointing.eval_every_n_steps) == (50, 200)
+    assert not spec.training.group_by_length
+    tabular = family_spec("tabular", family_dir, tmp_path)
+    tabular["training"] = {**tabular["training"], "group_by_length": True}
+    assert "training.group_by_length is for sequence inputs" in _error(tabular)

@@ -1,0 +1,281 @@
+"""The fine-tuning recipe every Ray Train worker runs: `setup`, `train_epoch`, `evaluate`, `save`.
+
+A checkpoint records where in the run it was taken: epochs done, batches done in the epoch in
+flight, the partial epoch loss, and every rank's RNG state. The order of examples is a function
+of (seed, epoch) (biomed.batching), so a run resumed from a checkpoint taken after batch k of an
+epoch goes on with batch k+1 of the same order, the same dropout masks and the same optimizer
+state: it ends with the weights of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from biomed.batching import epoch_batches, steps_per_epoch
+from biomed.encoding import build_encoder
+from biomed.log import configure as configure_logging
+from biomed.log import get_logger
+from biomed.models import backbone_tokenizer, build_classifier
+from biomed.tasks import get_task
+from cluster.ray_compat import quiet_train_worker_reports
+from jobs.spec import JobSpec
+from jobs.splits import load_splits
+from jobs.worker import (
+    class_weights_for,
+    checkpoint_metadata,
+    gather,
+    load_state,
+    optimizer_for,
+    precision_dtype,
+    report_with_checkpoint,
+    target_scaling,
+    training_targets,
+    validation_outputs,
+    write_curve,
+)
+
+log = get_logger(__name__)
+
+
+class FineTuneRecipe:
+    """One worker's share of a fine-tuning run; `config` is the plain dict the driver sent."""
+
+    def __init__(self, config: dict):
+        self.entered, self.entered_at = time.perf_counter(), time.time()
+        self.spec = JobSpec.model_validate(config["spec"])
+        self.run_dir = Path(config["run_dir"])
+        self.task = get_task(self.spec.task.name)
+        self.labels = self.spec.task.labels or []
+        # In a search every report is validated: Tune refuses a result without its metric.
+        self.validate_always = bool(config.get("validate_every_report"))
+
+    def setup(self) -> None:
+        """Data and encoder, model, optimizer and schedule; then the checkpoint, if any."""
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        torch.manual_seed(self.spec.training.seed)
+        self._setup_data()
+        self._setup_model()
+        self._setup_optimizer()
+        self._restore()
+        self.setup_seconds = time.perf_counter() - self.entered
+
+    def _setup_data(self) -> None:
+        spec, t = self.spec, self.spec.training
+        self.splits = load_splits(spec)
+        m = spec.model
+        self.encoder = build_encoder(
+            self.task.input_kind, train_inputs=self.splits.train.inputs,
+            backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=m.path, input_kind=self.task.input_kind),
+            kmer_size=m.kmer_size, kmer_stride=m.kmer_stride, numeric=spec.data.numeric_columns, categorical=spec.data.categorical_columns,
+        )
+        self.train_enc = self.encoder.encode(self.splits.train.inputs, max_length=t.max_seq_length)
+        self.val_enc = self.encoder.encode(self.splits.validation.inputs, max_length=t.max_seq_length)
+        self.lengths = np.asarray(self.train_enc.lengths()) if t.group_by_length else None
+        self.scaling = target_scaling(spec, self.splits.train.targets)
+        self.train_targets = training_targets(self.splits.train.targets, self.scaling)
+        self.metadata = checkpoint_metadata(spec, scaling=self.scaling)
+
+    def _setup_model(self) -> None:
+        m, t = self.spec.model, self.spec.training
+        model = build_classifier(
+            backbone=m.backbone, path=m.path, labels=self.labels, num_outputs=self.task.target.num_outputs(len(self.labels)), dropout=t.dropout,
+            vocab_size=getattr(self.encoder, "vocab_size", 0), num_features=getattr(self.encoder, "num_features", 0),
+            hidden_sizes=m.hidden_sizes, pooling=m.pooling,
+        )
+        self.model = ray.train.torch.prepare_model(model)
+        self.core = self.model.module if hasattr(self.model, "module") else self.model
+        weights = class_weights_for(self.spec, self.splits.train.targets)
+        self.class_weights = weights.to(self.device) if weights is not None else None
+
+    def _setup_optimizer(self) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        t = self.spec.training
+        self.num_batches = steps_per_epoch(len(self.train_enc), world=self.world, batch_size=t.batch_size_per_worker)
+        updates_per_epoch = -(-self.num_batches // t.gradient_accumulation_steps)
+        total_updates = updates_per_epoch * t.epochs
+        self.optimizer = optimizer_for(self.model, self.spec)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(t.warmup_ratio * total_updates), total_updates)
+        self.dtype = precision_dtype(t.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+
+    def _restore(self) -> None:
+        self.epoch, self.batches_done, self.curve, starts, positions = 0, 0, [], [], []
+        self.resumed_loss = torch.zeros(2, dtype=torch.float64)
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            state = load_state(checkpoint, self.core, self.optimizer, self.scheduler, self.scaler)
+            self.epoch, self.batches_done = state["epoch"], state.get("batches_done", 0)
+            self.curve, starts, positions = state["curve"], state["attempt_start_epochs"], state.get("attempt_start_positions", [])
+            # This epoch's loss so far (summed over ranks once), and the RNG stream each rank had,
+            # so the next batch draws the dropout masks it would have drawn.
+            if self.rank == 0:
+                self.resumed_loss = state.get("loss_sum", self.resumed_loss).clone()
+            rng_states = state.get("rng_states") or []
+            if len(rng_states) == self.world:
+                torch.set_rng_state(rng_states[self.rank])
+            if self.rank == 0:
+                where = f"batch {self.batches_done} of epoch {self.epoch + 1}" if self.batches_done else f"the end of epoch {self.epoch}"
+                log.info("resuming %s from its checkpoint at %s", self.run_dir.name, where)
+        self.attempt_starts = starts + [self.epoch]
+        # (epochs done, batches done in the next, optimizer steps) where each attempt started.
+        self.attempt_positions = positions + [[self.epoch, self.batches_done, self.scheduler.last_epoch]]
+
+    def train(self) -> None:
+        for epoch in range(self.epoch, self.spec.training.epochs):
+            self.train_epoch(epoch)
+
+    def train_epoch(self, epoch: int) -> None:
+        """The epoch's batches from where the run stands; checkpoints per the spec's checkpointing."""
+        t, c = self.spec.training, self.spec.checkpointing
+        batches = epoch_batches(
+            len(self.train_enc), epoch=epoch, seed=t.seed, rank=self.rank, world=self.world, batch_size=t.batch_size_per_worker, lengths=self.lengths
+        )
+        self.model.train()  # from_pretrained hands the model over in eval mode
+        start, self.batches_done = self.batches_done, 0
+        loss_sum = self.resumed_loss if start else torch.zeros(2, dtype=torch.float64)
+        self.resumed_loss = torch.zeros(2, dtype=torch.float64)
+        started, seen = time.perf_counter(), 0
+        for index in range(start, len(batches)):
+            updated, loss = self._step(epoch, index, batches)
+            loss_sum += torch.tensor([loss * len(batches[index]), len(batches[index])], dtype=torch.float64)
+            seen += len(batches[index])
+            step = self.scheduler.last_epoch
+            if not updated or index == len(batches) - 1:
+                continue
+            validate = bool(c.eval_every_n_steps) and step % c.eval_every_n_steps == 0
+            if validate or (c.every_n_steps and step % c.every_n_steps == 0):
+                train_s = time.perf_counter() - started
+                scores = self.evaluate() if (validate or self.validate_always) else None
+                self.save(epoch, index + 1, loss_sum, seen, train_s, started, scores=scores)
+        train_s = time.perf_counter() - started
+        validate = not c.eval_every_n_steps or epoch == t.epochs - 1 or self.validate_always
+        scores = self.evaluate() if validate else None
+        self.save(epoch, len(batches), loss_sum, seen, train_s, started, scores=scores)
+
+    def _step(self, epoch: int, index: int, batches: list[np.ndarray]) -> tuple[bool, float]:
+        t = self.spec.training
+        rows = batches[index]
+        # Gradients all-reduce only on the micro-batch that ends an accumulation window.
+        last_micro = (index + 1) % t.gradient_accumulation_steps == 0 or index == len(batches) - 1
+        batch = {k: v.to(self.device) for k, v in self.train_enc.batch(rows).items()}
+        targets = self.train_targets[rows].to(self.device)
+        sync = contextlib.nullcontext() if (last_micro or self.world == 1) else self.model.no_sync()
+        with sync:
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                logits = self.model(**batch).logits
+            loss = self.task.target.loss(logits, targets, self.class_weights)
+            self.scaler.scale(loss / t.gradient_accumulation_steps).backward()
+        if last_micro:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.rank == 0:
+                self.curve.append({
+                    "kind": "step", "epoch": epoch + 1, "step": self.scheduler.last_epoch, "train_loss": round(loss.item(), 6),
+                    "learning_rate": self.scheduler.get_last_lr()[0],
+                })
+        return last_micro, loss.item()
+
+    def evaluate(self) -> dict:
+        """The task's validation metrics, with the validation set sharded over the ranks."""
+        rows = np.arange(self.rank, len(self.val_enc), self.world)
+        local = validation_outputs(self.model, self.val_enc, rows, spec=self.spec, device=self.device, dtype=self.dtype)
+        outputs = np.zeros((len(self.val_enc), self.task.target.num_outputs(len(self.labels))), dtype=np.float32)
+        for shard_rows, out in gather((rows, local), self.world):
+            outputs[shard_rows] = out
+        self.model.train()
+        return self.task.compute_metrics(self.splits.validation.targets, self.task.target.predictions(outputs, self.scaling))
+
+    def save(
+        self, epoch: int, batches_done: int, loss_sum: torch.Tensor, seen: int, train_s: float, started: float, *, scores: dict | None
+    ) -> None:
+        """Report to Ray Train, with a checkpoint from rank 0 (every rank calls this at the same step).
+
+        At an epoch's end the position is (epoch + 1, 0); inside it, (epoch, batches_done).
+        A checkpoint without `scores` is a resume point only: it never competes for best.
+        """
+        total = loss_sum.clone()
+        if self.world > 1:
+            dist.all_reduce(total)
+        rng_states = gather(torch.get_rng_state(), self.world)
+        end_of_epoch = batches_done == self.num_batches
+        metrics = self._metrics(epoch, batches_done, total, scores, seen=seen, train_s=train_s, started=started)
+        if self.rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        if end_of_epoch:
+            self._record_epoch(epoch, metrics, scores)
+        state = {
+            "epoch": epoch + 1 if end_of_epoch else epoch,
+            "batches_done": 0 if end_of_epoch else batches_done,
+            "loss_sum": total if not end_of_epoch else torch.zeros(2, dtype=torch.float64),
+            "rng_states": rng_states,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "curve": self.curve,
+            "attempt_start_epochs": self.attempt_starts,
+            "attempt_start_positions": self.attempt_positions,
+        }
+        reporting = time.perf_counter()
+        report_with_checkpoint(self.spec, self.core, self.encoder, metadata=self.metadata, metrics=metrics, val_scores=scores or {}, state=state)
+        if end_of_epoch:
+            self.curve[-1]["checkpoint_seconds"] = round(time.perf_counter() - reporting, 4)
+            write_curve(self.run_dir, self.curve)
+            shown = "".join(f" val_{k}={v:.4f}" for k, v in (scores or {}).items())
+            log.info("epoch %d/%d train_loss=%.4f%s (%.1f samples/s)", epoch + 1, self.spec.training.epochs, metrics["train_loss"], shown, metrics["train_samples_per_s"])
+        else:
+            log.debug("step checkpoint at batch %d of epoch %d (step %d)", batches_done, epoch + 1, self.scheduler.last_epoch)
+
+    def _metrics(self, epoch: int, batches_done: int, total: torch.Tensor, scores: dict | None, *, seen: int, train_s: float, started: float) -> dict:
+        end_of_epoch = batches_done == self.num_batches
+        return {
+            # Epochs done: whole at an epoch's end, a fraction inside one (ASHA's rungs read it).
+            "epoch": epoch + 1 if end_of_epoch else epoch + batches_done / self.num_batches,
+            "step": self.scheduler.last_epoch,
+            "train_loss": float(total[0] / max(float(total[1]), 1.0)),
+            # A resume point still names the selection metric, as NaN: Ray Train ranks it below every
+            # score (so it goes first) instead of warning on each report, and selection skips it.
+            **({f"val_{k}": v for k, v in scores.items()} if scores else {f"val_{self.spec.metric}": float("nan")}),
+            # This attempt's share of the epoch only (a resumed epoch starts part way through).
+            "train_samples_per_s": seen * self.world / max(train_s, 1e-9),
+            "train_seconds": train_s,
+            "epoch_seconds": time.perf_counter() - started,
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            # Time in the train function before this attempt's first step (data, tokenizer, model),
+            # and when it started (start-up cost accounting).
+            "setup_seconds": self.setup_seconds,
+            "train_fn_started_at": self.entered_at,
+        }
+
+    def _record_epoch(self, epoch: int, metrics: dict, scores: dict | None) -> None:
+        self.curve.append({
+            "kind": "epoch", "epoch": epoch + 1, "train_loss": round(metrics["train_loss"], 6), "val_metric": self.spec.metric,
+            "value": (scores or {}).get(self.spec.metric), "samples_per_s": round(metrics["train_samples_per_s"], 3),
+            "epoch_seconds": round(metrics["epoch_seconds"], 4),
+        })
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str, "verbosity": str}."""
+    # This worker's own handler (not Ray's root one, which would print each line twice); its
+    # stderr reaches the driver through Ray's log forwarding.
+    configure_logging(config.get("verbosity", "default"))
+    quiet_train_worker_reports(verbose=config.get("verbosity") == "verbose")
+    recipe = FineTuneRecipe(config)
+    recipe.setup()
+    recipe.train()

@@ -1,0 +1,95 @@
+"""Step checkpoints: a run killed mid-epoch resumes at the next batch and ends with the weights
+of the same spec run without interruption; validation every N steps feeds the registry's choice."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from biomed.data import fingerprint_files
+from biomed.synthetic import write_planted_text
+from jobs.spec import parse_spec
+from jobs.train import run_name, train
+from jobs.worker import MODEL_DIR, STATE_FILE
+from tests.conftest import our_train_workers, tiny_spec
+
+EVERY_N_STEPS = 10
+
+
+def _spec(data: Path, storage: Path):
+    raw = tiny_spec(data, storage, failure={"max_failures": 2})
+    raw["data"] = {"train_path": str(data / "train.parquet")}
+    raw["training"] = {**raw["training"], "epochs": 3}
+    raw["checkpointing"] = {"every_n_steps": EVERY_N_STEPS, "eval_every_n_steps": 30, "num_to_keep": 2}
+    spec = parse_spec(raw)
+    return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
+
+
+def _latest_committed(run_dir: Path) -> str:
+    # A checkpoint counts once the controller has written it into its snapshot, not when its
+    # folder appears (a report in flight is lost with the worker).
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return ""
+    return (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name", "")
+
+
+def _kill_mid_epoch_2(run_dir: Path, runner: threading.Thread) -> None:
+    # Once a step checkpoint of epoch 2 is committed; the kill lands at or after it.
+    deadline = time.monotonic() + 300
+    while not _latest_committed(run_dir).startswith("checkpoint_epoch_0001_batch_"):
+        assert runner.is_alive() and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.02)
+    victims = our_train_workers()
+    assert len(victims) == 2
+    victims[-1].send_signal(signal.SIGKILL)
+
+
+def test_killed_mid_epoch_resumes_at_next_batch_with_same_weights(ray_cluster, tmp_path):
+    write_planted_text(tmp_path / "train.parquet", 2400, seed=5)
+    spec, run_dir = _spec(tmp_path, tmp_path / "uninterrupted")
+    whole = train(spec)
+
+    killed_spec, killed_dir = _spec(tmp_path, tmp_path / "killed")
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=train(killed_spec)), daemon=True)
+    runner.start()
+    _kill_mid_epoch_2(killed_dir, runner)
+    runner.join(timeout=400)
+    assert not runner.is_alive()
+    resumed = outcome["summary"]
+
+    state = torch.load(killed_dir / "checkpoint_epoch_0003" / STATE_FILE, weights_only=True)
+    first, second = state["attempt_start_positions"]
+    assert first == [0, 0, 0]
+    epochs_done, batches_done, step = second
+    # Resumed inside epoch 2 from a step checkpoint: the kill cost at most EVERY_N_STEPS steps.
+    assert epochs_done == 1 and batches_done > 0 and step % EVERY_N_STEPS == 0, second
+
+    ours = load_file(str(killed_dir / "checkpoint_epoch_0003" / MODEL_DIR / "model.safetensors"))
+    reference = load_file(str(run_dir / "checkpoint_epoch_0003" / MODEL_DIR / "model.safetensors"))
+    assert ours.keys() == reference.keys()
+    for key in reference:
+        assert torch.allclose(ours[key], reference[key], atol=1e-5, rtol=1e-4), key
+
+    # Every optimizer step once in the learning curve, as in the uninterrupted run.
+    def steps(folder: Path) -> list[int]:
+        with open(folder / "metrics.csv") as f:
+            return [int(r["step"]) for r in csv.DictReader(f) if r["kind"] == "step"]
+
+    assert steps(killed_dir) == steps(run_dir) == list(range(1, len(steps(run_dir)) + 1))
+
+    # Selection sees only validated checkpoints (every 30 steps and the last), the same in both.
+    for summary in (whole, resumed):
+        chosen = Path(summary["registered"]["path"]) / "biomed.json"
+        assert json.loads(chosen.read_text())["val_metrics"], "a resume-only checkpoint was registered"
+    assert resumed["selection"] == whole["selection"]
+    assert whole["val_metrics"]["val_accuracy"] > 0.9
