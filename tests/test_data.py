@@ -10,7 +10,7 @@ import pytest
 from biomed.data import Columns, load_examples, stratified_split
 from biomed.inputs import TextValidator
 from biomed.metrics import classification_metrics
-from jobs.worker import epoch_batches
+from biomed.batching import epoch_batches
 
 
 def _load_text(path):
@@ -79,7 +79,7 @@ def test_drug_reviews_builder_on_the_real_package(tmp_path):
 def test_head_gets_its_own_learning_rate_and_norms_no_decay(planted_dir, tmp_path):
     from biomed.models import build_classifier
     from jobs.spec import parse_spec
-    from jobs.worker import _optimizer
+    from jobs.worker import optimizer_for as _optimizer
     from tests.conftest import tiny_spec
 
     raw = tiny_spec(planted_dir, tmp_path)
