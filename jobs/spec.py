@@ -257,13 +257,13 @@ class JobSpec(_Spec):
             self.tune.check_fields(self.training)
             if self.tune.metric is not None and self.tune.metric not in task.metric_names:
                 raise ValueError(f"tune.metric {self.tune.metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})")
+        if self.training.group_by_length and task.input_kind == "tabular":
+            raise ValueError(f"training.group_by_length is for sequence inputs; task {task.name!r} reads feature rows, which have no length")
         if task.target_kind != "classification":
             if self.task.labels is not None:
                 raise ValueError(f"task.labels is for classification; task {task.name!r} predicts a {task.target_kind} target")
             if self.training.class_weighting != "none":
                 raise ValueError(f"training.class_weighting {self.training.class_weighting!r} is for classification; task {task.name!r} predicts a {task.target_kind} target")
-        if self.training.group_by_length and task.input_kind == "tabular":
-            raise ValueError(f"training.group_by_length is for sequence inputs; task {task.name!r} reads feature rows, which have no length")
         elif self.task.labels is None:
             labels = distinct_labels(self.data.train_path, self.data.label_column)
             if len(labels) < 2:
