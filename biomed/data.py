@@ -51,9 +51,11 @@ class DroppedRows:
     reason: str
     count: int = 0
     first_rows: list[int] = field(default_factory=list)
+    file: str | None = None  # named when a data set has several files
 
     def as_dict(self) -> dict:
-        return {"reason": self.reason, "count": self.count, "first_rows": self.first_rows}
+        named = {"file": self.file} if self.file else {}
+        return {**named, "reason": self.reason, "count": self.count, "first_rows": self.first_rows}
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,14 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
-def _targets(path, table: pa.Table, columns: Columns, *, target_kind: str, labels: list[str] | None, keep: np.ndarray) -> np.ndarray:
+def _targets(path, table: pa.Table, columns: Columns, *, target_kind: str, labels: list[str] | None, keep: np.ndarray, row_offset: int = 0) -> np.ndarray:
     """Targets of the kept rows; a value the task cannot use is an error naming its rows."""
     rows = np.flatnonzero(keep)
 
     def fail(column: str, what: str, bad: list[int], values: list) -> None:
         shown = sorted({str(values[i]) for i in bad})[:MAX_REPORTED_ROWS]
-        raise ValueError(f"{path}: {len(bad)} rows have a {column!r} value that is {what} (values {shown}, first rows {bad[:MAX_REPORTED_ROWS]})")
+        first = [i + row_offset for i in bad[:MAX_REPORTED_ROWS]]
+        raise ValueError(f"{path}: {len(bad)} rows have a {column!r} value that is {what} (values {shown}, first rows {first})")
 
     if target_kind == "classification":
         raw = table.column(columns.label).to_pylist()
@@ -131,16 +134,40 @@ def _targets(path, table: pa.Table, columns: Columns, *, target_kind: str, label
 
 
 def load_examples(
-    path: str | Path, *, columns: Columns, target_kind: str, labels: list[str] | None, validator, on_invalid: str = "error"
+    path: str | Path | list, *, columns: Columns, target_kind: str, labels: list[str] | None, validator, on_invalid: str = "error"
 ) -> Examples:
-    """Read, check and type one data file.
+    """Read, check and type one data file, or several (concatenated in the order given).
 
     Rows with a missing input or target are dropped and reported. A target the task cannot use
     (unknown label, non-numeric value, bad event flag) is an error: the spec does not describe
     the data. Inputs that fail the family's validator (alphabet, SMILES, feature types) are an
     error naming the rows, or with on_invalid="drop" are dropped and reported, never silently.
     """
-    table = read_table(path, columns=columns.all())
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    parts = [
+        examples_from_table(read_table(p, columns=columns.all()), source=p, columns=columns, target_kind=target_kind, labels=labels, validator=validator, on_invalid=on_invalid)
+        for p in paths
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    for p, part in zip(paths, parts):
+        for d in part.dropped:
+            d.file = Path(p).name
+    return Examples(
+        inputs=[x for part in parts for x in part.inputs],
+        targets=np.concatenate([part.targets for part in parts]),
+        source_rows=np.concatenate([part.source_rows for part in parts]),
+        dropped=[d for part in parts for d in part.dropped],
+    )
+
+
+def examples_from_table(
+    table: pa.Table, *, source, columns: Columns, target_kind: str, labels: list[str] | None, validator, on_invalid: str = "error", row_offset: int = 0
+) -> Examples:
+    """Check and type the rows of a table read from `source`, whose first row is file row `row_offset`.
+
+    Errors and dropped rows name `source` and file row numbers (0-based).
+    """
     n = table.num_rows
     if columns.input is not None:
         inputs = table.column(columns.input).to_pylist()
@@ -158,9 +185,9 @@ def load_examples(
     for reason, mask in ((f"missing input ({columns.input or 'all features'})", missing_input), (f"missing target ({', '.join(target_columns)})", missing_target & ~missing_input)):
         if mask.any():
             count, rows = _rows(mask)
-            dropped.append(DroppedRows(reason=reason, count=count, first_rows=rows))
+            dropped.append(DroppedRows(reason=reason, count=count, first_rows=[r + row_offset for r in rows]))
     keep = ~(missing_input | missing_target)
-    targets = _targets(path, table, columns, target_kind=target_kind, labels=labels, keep=keep)
+    targets = _targets(source, table, columns, target_kind=target_kind, labels=labels, keep=keep, row_offset=row_offset)
     kept = np.flatnonzero(keep)
     raw_inputs = [inputs[i] for i in kept]
     try:
@@ -168,16 +195,16 @@ def load_examples(
     except InvalidInputs as error:
         # The validator lists the first few; dropping needs every bad row.
         problems = error.problems if on_invalid != "drop" or error.total == len(error.problems) else _all_problems(validator, raw_inputs)
-        file_rows = [(int(kept[i]), message) for i, message in problems]
+        file_rows = [(int(kept[i]) + row_offset, message) for i, message in problems]
         if on_invalid != "drop":
             shown = "; ".join(f"row {r}: {m}" for r, m in file_rows[:MAX_REPORTED_ROWS])
-            raise ValueError(f"{path}: {error.total} invalid inputs in column {columns.input or 'features'!r}: {shown}") from None
+            raise ValueError(f"{source}: {error.total} invalid inputs in column {columns.input or 'features'!r}: {shown}") from None
         drop = np.zeros(kept.size, dtype=bool)
         drop[[i for i, _ in problems]] = True
         dropped.append(DroppedRows(reason=f"invalid input ({problems[0][1]})", count=int(drop.sum()), first_rows=[r for r, _ in file_rows[:MAX_REPORTED_ROWS]]))
         kept, targets = kept[~drop], targets[~drop]
         clean = validator.validate([inputs[i] for i in kept])
-    return Examples(inputs=clean, targets=targets, source_rows=kept, dropped=dropped)
+    return Examples(inputs=clean, targets=targets, source_rows=kept + row_offset, dropped=dropped)
 
 
 def _all_problems(validator, values: list) -> list[tuple[int, str]]:
@@ -190,10 +217,19 @@ def _all_problems(validator, values: list) -> list[tuple[int, str]]:
     return problems
 
 
-def distinct_labels(path: str | Path, label_column: str) -> list[str]:
-    """Sorted distinct non-empty values of the label column."""
-    values = read_table(path, columns=[label_column]).column(label_column).to_pylist()
-    return sorted({str(v) for v in values if v is not None and str(v).strip()})
+def distinct_labels(path: str | Path | list, label_column: str) -> list[str]:
+    """Sorted distinct non-empty values of the label column, over one file or several (a row
+    group or a file at a time, so a data set larger than memory is fine)."""
+    labels: set[str] = set()
+    for p in [path] if isinstance(path, (str, Path)) else path:
+        if Path(p).suffix.lower() in (".parquet", ".pq"):
+            parquet = pq.ParquetFile(p)
+            tables = (parquet.read_row_group(g, columns=[label_column]) for g in range(parquet.metadata.num_row_groups))
+        else:
+            tables = [read_table(p, columns=[label_column])]
+        for table in tables:
+            labels.update(str(v) for v in table.column(label_column).to_pylist() if v is not None and str(v).strip())
+    return sorted(labels)
 
 
 def stratified_split(

@@ -13,9 +13,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from biomed.tabular import TabularPreprocessor
+from biomed.tabular import TabularPreprocessor, TabularStatistics
 from biomed.text import collate
-from biomed.tokenization import SequenceEncoder, build_sequence_encoder
+from biomed.tokenization import SequenceEncoder, SmilesVocabulary, build_sequence_encoder
 
 
 class Encoded(Protocol):
@@ -24,6 +24,10 @@ class Encoded(Protocol):
     def lengths(self) -> list[int]: ...
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]: ...
+
+    def take(self, rows) -> Encoded: ...
+
+    def join(self, other) -> Encoded: ...
 
 
 @dataclass
@@ -42,6 +46,12 @@ class TokenIds:
     def batch(self, rows):
         return collate([self.ids[r] for r in rows], pad_id=self.pad_id)
 
+    def take(self, rows) -> TokenIds:
+        return TokenIds([self.ids[r] for r in rows], pad_id=self.pad_id)
+
+    def join(self, other: TokenIds) -> TokenIds:
+        return TokenIds(self.ids + other.ids, pad_id=self.pad_id)
+
 
 @dataclass
 class FeatureRows:
@@ -55,6 +65,12 @@ class FeatureRows:
 
     def batch(self, rows):
         return {"features": torch.from_numpy(self.features[np.asarray(rows)])}
+
+    def take(self, rows) -> FeatureRows:
+        return FeatureRows(self.features[np.asarray(rows, dtype=np.int64)])
+
+    def join(self, other: FeatureRows) -> FeatureRows:
+        return FeatureRows(np.concatenate([self.features, other.features]))
 
 
 class Encoder(Protocol):
@@ -109,15 +125,28 @@ class TabularEncoder:
 
 
 def build_encoder(
-    input_kind: str, *, train_inputs: list, backbone_tokenizer=None, kmer_size: int = 6, kmer_stride: int = 1,
-    numeric: list[str] = (), categorical: list[str] = (),
+    input_kind: str, *, train_inputs: list = (), backbone_tokenizer=None, kmer_size: int = 6, kmer_stride: int = 1,
+    numeric: list[str] = (), categorical: list[str] = (), statistics: dict | None = None,
 ) -> Encoder:
-    """The encoder of an input kind, fitted on the training inputs."""
+    """The encoder of an input kind, fitted on the training inputs, or built from the
+    `statistics` of a streamed pass (`encoder_statistics`) when the split is not in memory."""
     if input_kind == "tabular":
+        if statistics is not None:
+            return TabularEncoder(TabularPreprocessor.from_dict(statistics["encoder"]))
         return TabularEncoder(TabularPreprocessor.fit(train_inputs, numeric=list(numeric), categorical=list(categorical)))
+    pieces = statistics["encoder"]["pieces"] if statistics is not None and "encoder" in statistics else None
     return TokenEncoder(
-        build_sequence_encoder(input_kind, backbone_tokenizer=backbone_tokenizer, train_inputs=train_inputs, kmer_size=kmer_size, kmer_stride=kmer_stride)
+        build_sequence_encoder(input_kind, backbone_tokenizer=backbone_tokenizer, train_inputs=train_inputs, kmer_size=kmer_size, kmer_stride=kmer_stride, pieces=pieces)
     )
+
+
+def encoder_statistics(input_kind: str, *, has_backbone_tokenizer: bool, numeric: list[str] = (), categorical: list[str] = ()):
+    """What a streamed pass must collect to build the encoder (None: nothing, a fixed vocabulary)."""
+    if input_kind == "tabular":
+        return TabularStatistics(numeric=list(numeric), categorical=list(categorical))
+    if input_kind == "smiles" and not has_backbone_tokenizer:
+        return SmilesVocabulary()
+    return None
 
 
 def load_encoder(directory: str | Path, metadata: dict) -> Encoder:

@@ -8,7 +8,7 @@ registered with the Auto classes, so it saves as safetensors and reloads with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -114,3 +114,34 @@ class BiomedMLPForSequenceClassification(PreTrainedModel):
 
 AutoConfig.register(BiomedMLPConfig.model_type, BiomedMLPConfig)
 AutoModelForSequenceClassification.register(BiomedMLPConfig, BiomedMLPForSequenceClassification)
+
+
+@dataclass
+class TabularStatistics:
+    """A `TabularPreprocessor` fitted one unit of rows at a time (streamed training data): sums
+    and sums of squares per numeric feature, the categories seen per categorical one."""
+
+    numeric: list[str]
+    categorical: list[str]
+    sums: dict = field(default_factory=dict)
+    categories: dict = field(default_factory=dict)
+
+    def update(self, examples) -> None:
+        for name in self.numeric:
+            values = np.array([r[name] for r in examples.inputs if r[name] is not None], dtype=np.float64)
+            n, total, total_sq = self.sums.get(name, (0, 0.0, 0.0))
+            self.sums[name] = (n + values.size, total + float(values.sum()), total_sq + float(np.square(values).sum()))
+        for name in self.categorical:
+            self.categories.setdefault(name, set()).update(r[name] for r in examples.inputs if r[name] is not None)
+
+    def result(self) -> dict:
+        means, stds = [], []
+        for name in self.numeric:
+            n, total, total_sq = self.sums.get(name, (0, 0.0, 0.0))
+            mean = total / n if n else 0.0
+            std = float(np.sqrt(max(total_sq / n - mean * mean, 0.0))) if n else 1.0
+            means.append(mean)
+            stds.append(std if std > 1e-12 else 1.0)
+        cats = [sorted(self.categories.get(name, ())) for name in self.categorical]
+        return TabularPreprocessor(tuple(self.numeric), tuple(means), tuple(stds), tuple(self.categorical), tuple(tuple(c) for c in cats)).to_dict()
+

@@ -15,7 +15,7 @@ residue spacing that come before it are recorded in biomed.json ("encoder") and 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from biomed.text import encode_texts
@@ -69,16 +69,29 @@ def residue_tokenizer():
     return _word_level(list(AMINO_ACIDS))
 
 
-def smiles_tokenizer(train_smiles: list[str]):
-    """Regex atom-level pre-tokenizer; vocabulary = the atoms and bonds seen in training.
+def _smiles_split():
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Split(Regex(SMILES_REGEX), behavior="isolated")
+
+
+def smiles_pieces(smiles: list[str]) -> set[str]:
+    """The atoms and bonds (regex pieces) the SMILES strings are made of."""
+    split = _smiles_split()
+    return {piece for s in smiles for piece, _ in split.pre_tokenize_str(s)}
+
+
+def smiles_tokenizer(train_smiles: list[str] = (), *, pieces: list[str] | None = None):
+    """Regex atom-level pre-tokenizer; vocabulary = the atoms and bonds seen in training (or
+    the `pieces` a streamed pass collected).
 
     The vocabulary is sorted, not frequency-ranked, so every DDP worker that builds it from
     the same split gets the same token ids.
     """
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, models
 
-    split = pre_tokenizers.Split(Regex(SMILES_REGEX), behavior="isolated")
-    pieces = sorted({piece for s in train_smiles for piece, _ in split.pre_tokenize_str(s)})
+    split = _smiles_split()
+    pieces = sorted(set(pieces) if pieces is not None else smiles_pieces(list(train_smiles)))
     words = SPECIAL_TOKENS + [p for p in pieces if p not in SPECIAL_TOKENS]
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = split
@@ -130,10 +143,24 @@ class SequenceEncoder:
         )
 
 
+@dataclass
+class SmilesVocabulary:
+    """The SMILES pieces of a training split, collected one unit of rows at a time."""
+
+    pieces: set = field(default_factory=set)
+
+    def update(self, examples) -> None:
+        self.pieces |= smiles_pieces(examples.inputs)
+
+    def result(self) -> dict:
+        return {"pieces": sorted(self.pieces)}
+
+
 def build_sequence_encoder(
-    input_kind: str, *, backbone_tokenizer=None, train_inputs: list[str] = (), kmer_size: int = 6, kmer_stride: int = 1
+    input_kind: str, *, backbone_tokenizer=None, train_inputs: list[str] = (), kmer_size: int = 6, kmer_stride: int = 1, pieces: list[str] | None = None
 ) -> SequenceEncoder:
-    """The family's encoder: the backbone's tokenizer when it has one, else the family's own."""
+    """The family's encoder: the backbone's tokenizer when it has one, else the family's own
+    (a SMILES vocabulary from the training inputs, or from the `pieces` of a streamed pass)."""
     kmer = {"kmer_size": kmer_size, "kmer_stride": kmer_stride} if input_kind == "dna" else {}
     if backbone_tokenizer is not None:
         return SequenceEncoder(input_kind=input_kind, tokenizer=backbone_tokenizer, **kmer)
@@ -142,5 +169,5 @@ def build_sequence_encoder(
     if input_kind == "protein":
         return SequenceEncoder(input_kind=input_kind, tokenizer=residue_tokenizer())
     if input_kind == "smiles":
-        return SequenceEncoder(input_kind=input_kind, tokenizer=smiles_tokenizer(list(train_inputs)))
+        return SequenceEncoder(input_kind=input_kind, tokenizer=smiles_tokenizer(list(train_inputs), pieces=pieces))
     raise ValueError(f"input kind {input_kind!r} needs a backbone with its own tokenizer")

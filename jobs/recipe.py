@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from biomed.batching import epoch_batches, steps_per_epoch
+from biomed.batching import steps_per_epoch
 from biomed.encoding import build_encoder
 from biomed.log import configure as configure_logging
 from biomed.log import get_logger
@@ -27,7 +28,8 @@ from biomed.models import backbone_tokenizer, build_classifier
 from biomed.tasks import get_task
 from cluster.ray_compat import quiet_train_worker_reports
 from jobs.spec import JobSpec
-from jobs.splits import load_splits
+from jobs.splits import StreamedSplit, checks_for, load_splits
+from jobs.train_data import InMemoryTrain, StreamedEval, StreamedTrain, UnitLoader
 from jobs.worker import (
     class_weights_for,
     checkpoint_metadata,
@@ -56,6 +58,8 @@ class FineTuneRecipe:
         self.labels = self.spec.task.labels or []
         # In a search every report is validated: Tune refuses a result without its metric.
         self.validate_always = bool(config.get("validate_every_report"))
+        # Indexes of the streamed splits, from the driver's pass over them (None: none streamed).
+        self.streams = config.get("streams")
 
     def setup(self) -> None:
         """Data and encoder, model, optimizer and schedule; then the checkpoint, if any."""
@@ -70,20 +74,37 @@ class FineTuneRecipe:
         self.setup_seconds = time.perf_counter() - self.entered
 
     def _setup_data(self) -> None:
-        spec, t = self.spec, self.spec.training
-        self.splits = load_splits(spec)
-        m = spec.model
+        spec, t, m = self.spec, self.spec.training, self.spec.model
+        self.splits = load_splits(spec, indexes=self.streams)
+        train = self.splits.train
+        statistics = train.index.statistics if isinstance(train, StreamedSplit) else None
         self.encoder = build_encoder(
-            self.task.input_kind, train_inputs=self.splits.train.inputs,
+            self.task.input_kind, train_inputs=[] if statistics else train.inputs,
             backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=m.path, input_kind=self.task.input_kind),
             kmer_size=m.kmer_size, kmer_stride=m.kmer_stride, numeric=spec.data.numeric_columns, categorical=spec.data.categorical_columns,
+            statistics=statistics,
         )
-        self.train_enc = self.encoder.encode(self.splits.train.inputs, max_length=t.max_seq_length)
-        self.val_enc = self.encoder.encode(self.splits.validation.inputs, max_length=t.max_seq_length)
-        self.lengths = np.asarray(self.train_enc.lengths()) if t.group_by_length else None
-        self.scaling = target_scaling(spec, self.splits.train.targets)
-        self.train_targets = training_targets(self.splits.train.targets, self.scaling)
-        self.metadata = checkpoint_metadata(spec, scaling=self.scaling)
+        target_stats = (statistics or {}).get("targets")
+        self.scaling = target_scaling(spec, train.targets if statistics is None else None, statistics=target_stats)
+        self.class_weights = class_weights_for(spec, train.targets if statistics is None else None, statistics=target_stats)
+        to_targets = partial(training_targets, scaling=self.scaling)
+        if statistics is None:
+            encoded = self.encoder.encode(train.inputs, max_length=t.max_seq_length)
+            self.train_data = InMemoryTrain(
+                encoded, to_targets(train.targets), seed=t.seed, batch_size=t.batch_size_per_worker,
+                lengths=np.asarray(encoded.lengths()) if t.group_by_length else None,
+            )
+        else:
+            self.train_data = StreamedTrain(
+                self._loader(train), to_targets, seed=t.seed, batch_size=t.batch_size_per_worker,
+                buffer_rows=spec.data.shuffle_buffer_rows, group_by_length=t.group_by_length,
+            )
+        validation = self.splits.validation
+        self.val_data = StreamedEval(self._loader(validation)) if isinstance(validation, StreamedSplit) else self.encoder.encode(validation.inputs, max_length=t.max_seq_length)
+        self.metadata = checkpoint_metadata(spec, scaling=self.scaling, data=self.splits.report, statistics=statistics)
+
+    def _loader(self, split: StreamedSplit) -> UnitLoader:
+        return UnitLoader(split.index, self.spec.columns(), checks_for(self.spec), self.encoder, self.spec.training.max_seq_length)
 
     def _setup_model(self) -> None:
         m, t = self.spec.model, self.spec.training
@@ -94,14 +115,13 @@ class FineTuneRecipe:
         )
         self.model = ray.train.torch.prepare_model(model)
         self.core = self.model.module if hasattr(self.model, "module") else self.model
-        weights = class_weights_for(self.spec, self.splits.train.targets)
-        self.class_weights = weights.to(self.device) if weights is not None else None
+        self.class_weights = self.class_weights.to(self.device) if self.class_weights is not None else None
 
     def _setup_optimizer(self) -> None:
         from transformers import get_linear_schedule_with_warmup
 
         t = self.spec.training
-        self.num_batches = steps_per_epoch(len(self.train_enc), world=self.world, batch_size=t.batch_size_per_worker)
+        self.num_batches = steps_per_epoch(len(self.train_data), world=self.world, batch_size=t.batch_size_per_worker)
         updates_per_epoch = -(-self.num_batches // t.gradient_accumulation_steps)
         total_updates = updates_per_epoch * t.epochs
         self.optimizer = optimizer_for(self.model, self.spec)
@@ -138,20 +158,19 @@ class FineTuneRecipe:
     def train_epoch(self, epoch: int) -> None:
         """The epoch's batches from where the run stands; checkpoints per the spec's checkpointing."""
         t, c = self.spec.training, self.spec.checkpointing
-        batches = epoch_batches(
-            len(self.train_enc), epoch=epoch, seed=t.seed, rank=self.rank, world=self.world, batch_size=t.batch_size_per_worker, lengths=self.lengths
-        )
+        batches = self.train_data.batches(epoch, rank=self.rank, world=self.world, start=self.batches_done)
         self.model.train()  # from_pretrained hands the model over in eval mode
         start, self.batches_done = self.batches_done, 0
         loss_sum = self.resumed_loss if start else torch.zeros(2, dtype=torch.float64)
         self.resumed_loss = torch.zeros(2, dtype=torch.float64)
         started, seen = time.perf_counter(), 0
-        for index in range(start, len(batches)):
-            updated, loss = self._step(epoch, index, batches)
-            loss_sum += torch.tensor([loss * len(batches[index]), len(batches[index])], dtype=torch.float64)
-            seen += len(batches[index])
+        last = self.num_batches - 1
+        for index, (batch, targets, rows) in enumerate(batches, start=start):
+            updated, loss = self._step(epoch, index, batch, targets)
+            loss_sum += torch.tensor([loss * rows, rows], dtype=torch.float64)
+            seen += rows
             step = self.scheduler.last_epoch
-            if not updated or index == len(batches) - 1:
+            if not updated or index == last:
                 continue
             validate = bool(c.eval_every_n_steps) and step % c.eval_every_n_steps == 0
             if validate or (c.every_n_steps and step % c.every_n_steps == 0):
@@ -161,15 +180,14 @@ class FineTuneRecipe:
         train_s = time.perf_counter() - started
         validate = not c.eval_every_n_steps or epoch == t.epochs - 1 or self.validate_always
         scores = self.evaluate() if validate else None
-        self.save(epoch, len(batches), loss_sum, seen, train_s, started, scores=scores)
+        self.save(epoch, self.num_batches, loss_sum, seen, train_s, started, scores=scores)
 
-    def _step(self, epoch: int, index: int, batches: list[np.ndarray]) -> tuple[bool, float]:
+    def _step(self, epoch: int, index: int, batch: dict, targets: torch.Tensor) -> tuple[bool, float]:
         t = self.spec.training
-        rows = batches[index]
         # Gradients all-reduce only on the micro-batch that ends an accumulation window.
-        last_micro = (index + 1) % t.gradient_accumulation_steps == 0 or index == len(batches) - 1
-        batch = {k: v.to(self.device) for k, v in self.train_enc.batch(rows).items()}
-        targets = self.train_targets[rows].to(self.device)
+        last_micro = (index + 1) % t.gradient_accumulation_steps == 0 or index == self.num_batches - 1
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        targets = targets.to(self.device)
         sync = contextlib.nullcontext() if (last_micro or self.world == 1) else self.model.no_sync()
         with sync:
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
@@ -192,13 +210,27 @@ class FineTuneRecipe:
 
     def evaluate(self) -> dict:
         """The task's validation metrics, with the validation set sharded over the ranks."""
-        rows = np.arange(self.rank, len(self.val_enc), self.world)
-        local = validation_outputs(self.model, self.val_enc, rows, spec=self.spec, device=self.device, dtype=self.dtype)
-        outputs = np.zeros((len(self.val_enc), self.task.target.num_outputs(len(self.labels))), dtype=np.float32)
-        for shard_rows, out in gather((rows, local), self.world):
-            outputs[shard_rows] = out
+        if isinstance(self.val_data, StreamedEval):
+            targets, outputs = self._streamed_outputs()
+        else:
+            targets = self.splits.validation.targets
+            rows = np.arange(self.rank, len(self.val_data), self.world)
+            local = validation_outputs(self.model, self.val_data, rows, spec=self.spec, device=self.device, dtype=self.dtype)
+            outputs = np.zeros((len(self.val_data), self.task.target.num_outputs(len(self.labels))), dtype=np.float32)
+            for shard_rows, out in gather((rows, local), self.world):
+                outputs[shard_rows] = out
         self.model.train()
-        return self.task.compute_metrics(self.splits.validation.targets, self.task.target.predictions(outputs, self.scaling))
+        return self.task.compute_metrics(targets, self.task.target.predictions(outputs, self.scaling))
+
+    def _streamed_outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and outputs of a streamed validation set, a unit at a time, in unit order."""
+        local = []
+        for unit, encoded, targets in self.val_data.shard(rank=self.rank, world=self.world):
+            # The bare module: DDP's forward syncs buffers, a collective, and ranks hold different units.
+            out = validation_outputs(self.core, encoded, np.arange(len(encoded)), spec=self.spec, device=self.device, dtype=self.dtype)
+            local.append((unit, targets, out))
+        parts = sorted((p for shard in gather(local, self.world) for p in shard), key=lambda p: p[0])
+        return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
     def save(
         self, epoch: int, batches_done: int, loss_sum: torch.Tensor, seen: int, train_s: float, started: float, *, scores: dict | None

@@ -12,22 +12,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from biomed.data import SUPPORTED_SUFFIXES, Columns, column_names, distinct_labels
+from biomed.data import Columns, distinct_labels
+from biomed.streams import check_files
 from biomed.models import BACKBONES, MLPPreset, check_backbone_input, check_local_model_dir, default_pooling
 from biomed.tasks import TASKS, get_task
+from jobs.data_spec import DataSpec
+from jobs.spec_base import _Spec, _absolute
 from jobs.tune_spec import TuneSpec
 from jobs.registry import NAME_PATTERN
 from jobs.serve_spec import ServeSpec
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _absolute(path: str) -> str:
-    return str(Path(path).expanduser().resolve())
 
 
 class TaskSpec(_Spec):
@@ -51,51 +46,6 @@ class TaskSpec(_Spec):
         if value is not None and len(set(value)) != len(value):
             raise ValueError(f"labels must be distinct, got {value}")
         return value
-
-
-class DataSpec(_Spec):
-    train_path: str = Field(description="Training data: a Parquet (.parquet) or CSV/TSV file. Relative paths are resolved against the working directory.")
-    validation_path: str | None = Field(
-        default=None,
-        description="Validation data file. Omitted: a stratified `validation_fraction` of the training file is held out.",
-    )
-    test_path: str | None = Field(
-        default=None, description="Held-out test file, scored once with the selected checkpoint after training."
-    )
-    validation_fraction: float = Field(
-        default=0.15, gt=0.0, lt=0.5, description="Share of the training file held out for validation when no validation_path is given."
-    )
-    split_seed: int = Field(default=0, ge=0, description="Seed of the stratified train/validation split.")
-    text_column: str = Field(default="text", description="Column holding the input of sequence tasks: free text, a DNA or protein sequence, or a SMILES string.")
-    label_column: str = Field(default="label", description="Column holding the target of classification (a label) and regression (a number) tasks.")
-    numeric_columns: list[str] = Field(default_factory=list, description="Tabular and survival tasks: numeric feature columns, standardised with training-split statistics (missing values get the training mean).")
-    categorical_columns: list[str] = Field(default_factory=list, description="Tabular and survival tasks: categorical feature columns, one-hot over the categories seen in training.")
-    time_column: str | None = Field(default=None, description="Survival tasks: time to the event or to censoring (non-negative).")
-    event_column: str | None = Field(default=None, description="Survival tasks: 1 (or true) if the event was observed, 0 if the record is censored.")
-    split: Literal["stratified", "random", "scaffold"] | None = Field(
-        default=None,
-        description="How the validation part is held out of the training file: stratified by label (by event for survival), random, or scaffold (molecules: no Bemis–Murcko scaffold in both parts). Omitted: stratified for classification and survival, random for regression.",
-    )
-    invalid_inputs: Literal["error", "drop"] = Field(
-        default="error",
-        description="Inputs that fail the family's check (DNA/protein alphabet, SMILES that RDKit cannot parse, feature types): error names the rows and stops; drop leaves them out and reports their row numbers in the summary.",
-    )
-    canonicalize_smiles: bool = Field(default=True, description="Molecule tasks: rewrite each SMILES in RDKit's canonical form before tokenizing (training and serving alike).")
-
-    @field_validator("train_path", "validation_path", "test_path")
-    @classmethod
-    def _existing_file(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ValueError(f"file not found: {value!r} (resolved to {str(path.resolve())!r})")
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise ValueError(f"unsupported file type {value!r}: expected one of {SUPPORTED_SUFFIXES}")
-        return _absolute(value)
-
-    def files(self) -> list[str]:
-        return [p for p in (self.train_path, self.validation_path, self.test_path) if p is not None]
 
 
 class ModelSpec(_Spec):
@@ -185,9 +135,9 @@ class TrainingSpec(_Spec):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32", description="Autocast precision: fp32, bf16 (CPU or GPU) or fp16 (GPU, with loss scaling)."
     )
-    group_by_length: bool = Field(
-        default=False,
-        description="Draw each training batch from rows of similar length (shuffled mega-batches sorted by length, as Hugging Face's LengthGroupedSampler), so less compute goes to padding; still every row once per epoch, deterministic per seed. Sequence inputs only.",
+    group_by_length: bool | None = Field(
+        default=None,
+        description="Draw each training batch from rows of similar length (shuffled mega-batches sorted by length, as Hugging Face's LengthGroupedSampler), so less compute goes to padding; still every row once per epoch, deterministic per seed. Sequence inputs only. Omitted: on for sequence inputs (text, DNA, protein, SMILES), off for feature rows.",
     )
 
 
@@ -259,13 +209,16 @@ class JobSpec(_Spec):
                 raise ValueError(f"tune.metric {self.tune.metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})")
         if self.training.group_by_length and task.input_kind == "tabular":
             raise ValueError(f"training.group_by_length is for sequence inputs; task {task.name!r} reads feature rows, which have no length")
+        if self.training.group_by_length is None:
+            # Resolved here so the run name (a hash of the spec) names the order trained in.
+            object.__setattr__(self, "training", self.training.model_copy(update={"group_by_length": task.input_kind != "tabular"}))
         if task.target_kind != "classification":
             if self.task.labels is not None:
                 raise ValueError(f"task.labels is for classification; task {task.name!r} predicts a {task.target_kind} target")
             if self.training.class_weighting != "none":
                 raise ValueError(f"training.class_weighting {self.training.class_weighting!r} is for classification; task {task.name!r} predicts a {task.target_kind} target")
         elif self.task.labels is None:
-            labels = distinct_labels(self.data.train_path, self.data.label_column)
+            labels = distinct_labels(self.data.files_of("train_path"), self.data.label_column)
             if len(labels) < 2:
                 raise ValueError(f"label column {self.data.label_column!r} of {self.data.train_path!r} has fewer than 2 distinct labels: {labels}")
             object.__setattr__(self, "task", self.task.model_copy(update={"labels": labels}))
@@ -288,14 +241,9 @@ class JobSpec(_Spec):
             raise ValueError(f"data.split 'scaffold' needs molecules (SMILES); task {task.name!r} reads {task.input_kind}")
         if d.split == "stratified" and task.target_kind == "regression":
             raise ValueError(f"data.split 'stratified' needs classes or events; task {task.name!r} predicts a real value (use random or scaffold)")
-        for column in self.columns().all():
-            for field in ("train_path", "validation_path", "test_path"):
-                path = getattr(d, field)
-                if path is None:
-                    continue
-                present = column_names(path)
-                if column not in present:
-                    raise ValueError(f"column {column!r} (from data) is not a column of {field} {path!r} (columns: {present})")
+        for role in ("train_path", "validation_path", "test_path"):
+            if getattr(d, role) is not None:
+                check_files(d.files_of(role), self.columns().all(), role=f"data.{role}")
 
     def _check_model_for(self, task) -> None:
         if self.model.backbone is not None:

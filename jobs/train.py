@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import ray.train
 
-from biomed.baselines import BASELINES, BaselineContext
 from biomed.checkpoint import Predictor
 from biomed.data import fingerprint_files
 from biomed.log import get_logger
-from biomed.metrics import bootstrap_ci
 from biomed.tasks import get_task
 from cluster.connect import connect
 from jobs.curves import plot_learning_curve
 from jobs.errors import TrainingFailed
 from jobs.registry import registry_for
 from jobs.spec import JobSpec
+from jobs.scoring import first_validation_input, score_test
 from jobs.splits import Splits, load_splits
 from jobs.trainer import build_trainer, run_name
 from jobs.worker import METRICS_FILE, MODEL_DIR
@@ -46,34 +45,6 @@ def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
     return Path(ckpt.path), metrics
 
 
-def with_interval(task, metric: str, targets: np.ndarray, predictions: np.ndarray, *, seed: int) -> dict:
-    """All of the task's metrics, plus a bootstrap 95% interval of `metric` as `<metric>_ci95`."""
-    scores = task.compute_metrics(targets, predictions)
-    scores[f"{metric}_ci95"] = bootstrap_ci(
-        lambda rows: task.compute_metrics(targets[rows], predictions[rows], (metric,))[metric], len(targets), seed=seed
-    )
-    return scores
-
-
-def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
-    """Validation and test metrics of the checkpoint (with the selection metric's bootstrap
-    interval) and test metrics of the task's classical baseline on the same split."""
-    task = get_task(spec.task.name)
-    seed = spec.training.seed
-    val_predictions = predictor.predict(splits.validation.inputs, validated=True)
-    out = {"validation": with_interval(task, spec.metric, splits.validation.targets, val_predictions, seed=seed)}
-    if splits.test is None:
-        return out
-    context = BaselineContext(
-        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=spec.model.kmer_size if task.input_kind == "dna" else 3,
-        numeric=tuple(spec.data.numeric_columns), categorical=tuple(spec.data.categorical_columns),
-    )
-    baseline = BASELINES[task.baseline](splits.train.inputs, splits.train.targets, splits.test.inputs, context)
-    out["model"] = with_interval(task, spec.metric, splits.test.targets, predictor.predict(splits.test.inputs, validated=True), seed=seed)
-    out["baseline"] = with_interval(task, spec.metric, splits.test.targets, baseline, seed=seed)
-    return out
-
-
 def score_and_register(
     spec: JobSpec, splits: Splits, *, ckpt_dir: Path, val_metrics: dict, fingerprint: str, name: str, lineage: dict | None = None
 ) -> dict:
@@ -94,9 +65,10 @@ def score_and_register(
         "test_metrics": test.get("model"),
         "baseline": get_task(spec.task.name).baseline,
         "baseline_test_metrics": test.get("baseline"),
+        **({"model_test_metrics_on_baseline_rows": test["model_on_baseline_rows"]} if "model_on_baseline_rows" in test else {}),
         "spec": spec.model_dump(mode="json"),
         # The golden check's input: the first validation example, already normalised.
-        "probe": predictor.probe(splits.validation.inputs[0]),
+        "probe": predictor.probe(first_validation_input(spec, splits)),
         **(lineage or {}),
     }
     selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}
@@ -124,7 +96,7 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     log.info("run %s → %s on %s", name, run_dir, resources)
     fitting = time.perf_counter()
     try:
-        result = build_trainer(spec, name=name).fit()
+        result = build_trainer(spec, name=name, streams=splits.streams()).fit()
     except ray.train.TrainingFailedError as error:
         raise TrainingFailed(f"run {name} failed after {spec.failure.max_failures} retries: {error}") from error
     fitted = time.perf_counter()

@@ -32,7 +32,7 @@ def train_fn(config: dict) -> None:
 
 def build_trainer(
     spec: JobSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None,
-    in_search: bool = False,
+    in_search: bool = False, streams: dict | None = None,
 ) -> TorchTrainer:
     """The spec's TorchTrainer: run `name` under `spec.storage_path`, so a rerun resumes it.
 
@@ -40,6 +40,7 @@ def build_trainer(
     `verbosity` (biomed.log's; default this process's) is what the workers log: Ray Train's own
     per-report lines ("Reporting training result ...") only under "verbose". `in_search`: a Tune
     trial's run, whose every report (step checkpoints too) carries the validation metrics.
+    `streams`: the indexes of streamed splits (`Splits.streams()`), so workers skip the pass.
     """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 
@@ -56,6 +57,7 @@ def build_trainer(
             "run_dir": str(Path(spec.storage_path) / name),
             "verbosity": verbosity,
             "validate_every_report": in_search,
+            "streams": streams or None,
         },
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(

@@ -44,13 +44,13 @@ def trial_run_name(spec: JobSpec, data_fingerprint: str, experiment: str) -> str
     return f"{run_name(spec, data_fingerprint)}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
 
 
-def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experiment: str, verbosity: str = "default") -> None:
+def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experiment: str, verbosity: str = "default", streams: dict | None = None) -> None:
     """Tune function trainable: one Ray Train run per trial.
 
     The Train run never restarts its own worker group: Tune retries the failed trial instead
     (the search's FailureConfig), and the retry resumes the run from its latest checkpoint.
     A search prints one line per trial from its driver, so the trial's workers log their epochs
-    only under "verbose".
+    only under "verbose". `streams`: the streamed splits' indexes from the search's driver.
     """
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -62,7 +62,7 @@ def run_trial(params: dict, *, spec_dict: dict, data_fingerprint: str, experimen
     # its CPUs stay reserved until the search ends: the next trials wait 60 s and fail.
     trainer = build_trainer(
         spec, name=trial_run_name(spec, data_fingerprint, experiment), callbacks=[TuneReportCallback()], max_failures=0,
-        verbosity="verbose" if verbosity == "verbose" else "quiet", in_search=True,
+        verbosity="verbose" if verbosity == "verbose" else "quiet", in_search=True, streams=streams,
     )
     trainer.fit()
     # fit() returns once its last report is in Tune's queue; the return must not overtake it.

@@ -89,11 +89,12 @@ def _scheduler(spec: JobSpec):
     return ASHAScheduler(time_attr="epoch", max_t=_max_epochs(spec), grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
-def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool, concurrency: int):
+def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool, concurrency: int, streams: dict | None = None):
     from ray import tune
 
     trainable = tune.with_parameters(
-        run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint, experiment=name, verbosity=verbosity()
+        run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint, experiment=name, verbosity=verbosity(),
+        streams=streams or None,
     )
     # The trial function only drives a Train run whose workers hold the CPUs/GPUs; reserving a CPU
     # for it would hold a core idle per trial. Tune refuses an empty request, so it reserves the
@@ -143,7 +144,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     log.info("search %s → %s", name, exp_dir)
     searching = time.perf_counter()
     with tune_console(verbose=is_verbose()):
-        results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency).fit()
+        results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency, streams=splits.streams()).fit()
     searched = time.perf_counter()
     rows = trial_rows(results, spec, max_epochs=_max_epochs(spec) if spec.tune.scheduler.type == "asha" else None)
     if not rows:

@@ -61,18 +61,18 @@ def optimizer_for(model: torch.nn.Module, spec: JobSpec) -> torch.optim.Optimize
     )
 
 
-def class_weights_for(spec: JobSpec, targets: np.ndarray) -> torch.Tensor | None:
-    """Loss weights per class for classification tasks (None: unweighted, or not classification)."""
-    if get_task(spec.task.name).target_kind != "classification":
+def class_weights_for(spec: JobSpec, targets: np.ndarray | None, *, statistics: dict | None = None) -> torch.Tensor | None:
+    """Loss weights per class for classification tasks (None: unweighted, or not classification),
+    from the training targets or, for a streamed split, its class counts (`statistics`)."""
+    if get_task(spec.task.name).target_kind != "classification" or spec.training.class_weighting == "none":
         return None
-    return _class_weights(targets, len(spec.task.labels or []), spec.training.class_weighting)
+    num_classes = len(spec.task.labels or [])
+    counts = np.bincount(targets, minlength=num_classes) if statistics is None else np.asarray(statistics["class_counts"])
+    return _class_weights(counts.astype(np.float64), num_classes)
 
 
-def _class_weights(label_ids: np.ndarray, num_classes: int, scheme: str) -> torch.Tensor | None:
-    if scheme == "none":
-        return None
-    counts = np.bincount(label_ids, minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, label_ids.size / (num_classes * np.maximum(counts, 1)), 0.0)
+def _class_weights(counts: np.ndarray, num_classes: int) -> torch.Tensor:
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
 
 
@@ -95,12 +95,13 @@ def write_curve(run_dir: Path, curve: list[dict]) -> None:
     tmp.replace(run_dir / METRICS_FILE)
 
 
-def target_scaling(spec: JobSpec, train_targets: np.ndarray) -> dict | None:
-    """Mean and std of a regression target on the training split (None for other targets)."""
+def target_scaling(spec: JobSpec, train_targets: np.ndarray | None, *, statistics: dict | None = None) -> dict | None:
+    """Mean and std of a regression target on the training split, or from a streamed split's
+    moments (`statistics`); None for other targets."""
     if get_task(spec.task.name).target_kind != "regression":
         return None
-    std = float(train_targets.std())
-    return {"mean": float(train_targets.mean()), "std": std if std > 1e-12 else 1.0}
+    mean, std = (float(train_targets.mean()), float(train_targets.std())) if statistics is None else (statistics["mean"], statistics["std"])
+    return {"mean": mean, "std": std if std > 1e-12 else 1.0}
 
 
 def training_targets(targets: np.ndarray, scaling: dict | None) -> torch.Tensor:
@@ -109,8 +110,10 @@ def training_targets(targets: np.ndarray, scaling: dict | None) -> torch.Tensor:
     return torch.from_numpy(targets)
 
 
-def checkpoint_metadata(spec: JobSpec, *, scaling: dict | None) -> dict:
-    """What biomed.json records beyond the HF folder (the encoder adds its own part)."""
+def checkpoint_metadata(spec: JobSpec, *, scaling: dict | None, data: dict | None = None, statistics: dict | None = None) -> dict:
+    """What biomed.json records beyond the HF folder (the encoder adds its own part): with the
+    rows per split, and the statistics a streamed training split was fitted with."""
+    summary = {"rows": (data or {}).get("rows"), "streamed": (data or {}).get("streamed", []), "training_statistics": statistics}
     return {
         "task": spec.task.name,
         "labels": spec.task.labels or [],
@@ -119,6 +122,7 @@ def checkpoint_metadata(spec: JobSpec, *, scaling: dict | None) -> dict:
         "validator": validator_to_dict(input_validator(spec)),
         "target_scaling": scaling,
         "name": spec.name,
+        "data": summary,
     }
 
 

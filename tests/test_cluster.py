@@ -79,7 +79,7 @@ def test_cluster_info_reports_the_heads_resources(head):
 
 def test_submitted_job_succeeds_registers_its_checkpoint_and_is_not_resubmitted(head):
     biomed, storage = head["biomed"], str(head["storage"])
-    spec = _spec(head, "spec.yaml", training={"epochs": 3, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40}, scaling={"num_workers": 2})
+    spec = _spec(head, "spec.yaml", training={"epochs": 3, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40, "group_by_length": False}, scaling={"num_workers": 2})
     done = biomed("submit", spec, "--address", head["url"], "--storage-path", storage, "--follow", "--json")
     assert done.returncode == 0, done.stderr[-4000:]
     job = _last_json(done)
@@ -104,7 +104,7 @@ def test_submitted_job_succeeds_registers_its_checkpoint_and_is_not_resubmitted(
 
 def test_stop_a_running_job_and_read_its_logs(head):
     biomed = head["biomed"]
-    spec = _spec(head, "long.yaml", name="planted-long", training={"epochs": 200, "batch_size_per_worker": 8, "learning_rate": 1e-3, "max_seq_length": 40}, scaling={"num_workers": 1})
+    spec = _spec(head, "long.yaml", name="planted-long", training={"epochs": 200, "batch_size_per_worker": 8, "learning_rate": 1e-3, "max_seq_length": 40, "group_by_length": False}, scaling={"num_workers": 1})
     submitted = biomed("submit", spec, "--address", head["url"], "--storage-path", str(head["storage"]), "--json")
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     job_id = _last_json(submitted)["submission_id"]
@@ -122,7 +122,7 @@ def test_stop_a_running_job_and_read_its_logs(head):
 
 
 def test_ray_job_submit_runs_biomed_train(head):
-    spec = _spec(head, "raw.yaml", name="planted-raw", training={"epochs": 1, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40}, scaling={"num_workers": 1})
+    spec = _spec(head, "raw.yaml", name="planted-raw", training={"epochs": 1, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 40, "group_by_length": False}, scaling={"num_workers": 1})
     storage = head["storage"] / "raw"
     ray = str(Path(sys.executable).with_name("ray"))
     proc = _run(

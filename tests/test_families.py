@@ -145,7 +145,7 @@ def test_calibration_error_and_bootstrap_interval():
         ("protein", {"model": {"backbone": "all-minilm-l6-v2"}}, "backbones for 'protein': ['antiberty', 'small-bert', 'tiny-bert']"),
         ("dna", {"model": {"kmer_size": 3, "kmer_stride": 4}}, "kmer_stride 4 is larger than kmer_size 3"),
         ("tabular", {"data": {"numeric_columns": [], "categorical_columns": []}}, "needs feature columns"),
-        ("tabular", {"data": {"numeric_columns": ["x1", "nope"]}}, "column 'nope' (from data) is not a column"),
+        ("tabular", {"data": {"numeric_columns": ["x1", "nope"]}}, "data.train_path: column 'nope' is not a column"),
         ("survival", {"data": {"time_column": None}}, "needs data.time_column and data.event_column"),
         ("smiles", {"task": {"name": "molecule_regression", "labels": ["a", "b"]}}, "task.labels is for classification"),
         ("smiles", {"checkpointing": {"metric": "auroc"}}, "'auroc' is not produced by task 'molecule_regression'"),

@@ -159,7 +159,9 @@ def test_step_checkpoint_and_length_grouping_fields(planted_dir, tmp_path, famil
     assert "checkpointing.every_n_steps" in _error(raw) and "0" in _error(raw)
     spec = parse_spec(tiny_spec(planted_dir, tmp_path, checkpointing={"every_n_steps": 50, "eval_every_n_steps": 200}))
     assert (spec.checkpointing.every_n_steps, spec.checkpointing.eval_every_n_steps) == (50, 200)
-    assert not spec.training.group_by_length
+    assert parse_spec(tiny_spec(planted_dir, tmp_path, training={"epochs": 1})).training.group_by_length  # on by default for sequences
+    assert not parse_spec(tiny_spec(planted_dir, tmp_path, training={"group_by_length": False})).training.group_by_length
     tabular = family_spec("tabular", family_dir, tmp_path)
+    assert parse_spec(tabular).training.group_by_length is False  # off for feature rows
     tabular["training"] = {**tabular["training"], "group_by_length": True}
     assert "training.group_by_length is for sequence inputs" in _error(tabular)

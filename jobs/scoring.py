@@ -1,0 +1,91 @@
+"""Scoring a selected checkpoint after training: validation and test metrics with intervals,
+beside the task's classical baseline, for splits in memory or streamed.
+
+A streamed split is predicted a unit at a time (only the predictions are held). The baseline
+trains in memory, so with streamed training data it is fitted on a seeded sample of whole units
+(`data.baseline_max_rows`); with a streamed test set it is scored on such a sample, and the model
+is scored on the same rows too (`model_on_baseline_rows`), so the comparison stays like for like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from biomed.baselines import BASELINES, BaselineContext
+from biomed.checkpoint import Predictor
+from biomed.metrics import bootstrap_ci
+from biomed.streams import iter_unit_examples
+from biomed.tasks import get_task
+from jobs.spec import JobSpec
+from jobs.splits import Split, Splits, StreamedSplit, checks_for
+
+
+def with_interval(task, metric: str, targets: np.ndarray, predictions: np.ndarray, *, seed: int) -> dict:
+    """All of the task's metrics, plus a bootstrap 95% interval of `metric` as `<metric>_ci95`."""
+    scores = task.compute_metrics(targets, predictions)
+    scores[f"{metric}_ci95"] = bootstrap_ci(
+        lambda rows: task.compute_metrics(targets[rows], predictions[rows], (metric,))[metric], len(targets), seed=seed
+    )
+    return scores
+
+
+def _predict(spec: JobSpec, predictor: Predictor, split) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, predictions) of a split; a streamed one a unit at a time."""
+    if isinstance(split, Split):
+        return split.targets, predictor.predict(split.inputs, validated=True)
+    targets, predictions = [], []
+    units = [u for u, k in enumerate(split.index.kept_rows) if k]
+    for _, examples in iter_unit_examples(split.index, units, columns=spec.columns(), **checks_for(spec)):
+        targets.append(examples.targets)
+        predictions.append(predictor.predict(examples.inputs, validated=True))
+    return np.concatenate(targets), np.concatenate(predictions)
+
+
+def sample(spec: JobSpec, split) -> Split:
+    """A split in memory: itself, or a seeded sample of whole units of a streamed one."""
+    if isinstance(split, Split):
+        return split
+    index, rows, units = split.index, 0, []
+    for u in np.random.default_rng([spec.training.seed, 0xBA5E]).permutation(len(index.units)):
+        if rows >= spec.data.baseline_max_rows:
+            break
+        if index.kept_rows[u]:
+            units.append(int(u))
+            rows += index.kept_rows[u]
+    inputs, targets = [], []
+    for _, examples in iter_unit_examples(index, sorted(units), columns=spec.columns(), **checks_for(spec)):
+        inputs.extend(examples.inputs)
+        targets.append(examples.targets)
+    return Split(inputs=inputs, targets=np.concatenate(targets))
+
+
+def first_validation_input(spec: JobSpec, splits: Splits):
+    """The golden check's input: the first validation example, already normalised."""
+    validation = splits.validation
+    if isinstance(validation, Split):
+        return validation.inputs[0]
+    first = next(u for u, k in enumerate(validation.index.kept_rows) if k)
+    _, examples = next(iter_unit_examples(validation.index, [first], columns=spec.columns(), **checks_for(spec)))
+    return examples.inputs[0]
+
+
+def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
+    """Validation and test metrics of the checkpoint (with the selection metric's bootstrap
+    interval) and test metrics of the task's classical baseline on the same split."""
+    task = get_task(spec.task.name)
+    seed = spec.training.seed
+    out = {"validation": with_interval(task, spec.metric, *_predict(spec, predictor, splits.validation), seed=seed)}
+    if splits.test is None:
+        return out
+    context = BaselineContext(
+        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=spec.model.kmer_size if task.input_kind == "dna" else 3,
+        numeric=tuple(spec.data.numeric_columns), categorical=tuple(spec.data.categorical_columns),
+    )
+    train, test = sample(spec, splits.train), sample(spec, splits.test)
+    baseline = BASELINES[task.baseline](train.inputs, train.targets, test.inputs, context)
+    out["model"] = with_interval(task, spec.metric, *_predict(spec, predictor, splits.test), seed=seed)
+    out["baseline"] = with_interval(task, spec.metric, test.targets, baseline, seed=seed)
+    out["baseline"]["train_rows"], out["baseline"]["test_rows"] = len(train), len(test)
+    if isinstance(splits.test, StreamedSplit):
+        out["model_on_baseline_rows"] = with_interval(task, spec.metric, *_predict(spec, predictor, test), seed=seed)
+    return out
