@@ -24,24 +24,14 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     if suffix in (".parquet", ".pq"):
         return pq.read_table(path, columns=columns)
     if suffix in (".csv", ".tsv"):
-        parse = pa_csv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
         convert = pa_csv.ConvertOptions(include_columns=columns)
-        return pa_csv.read_csv(path, parse_options=parse, convert_options=convert)
+        return pa_csv.read_csv(path, parse_options=csv_parse_options(path), convert_options=convert)
     raise ValueError(f"unsupported data file {str(path)!r}: expected one of {SUPPORTED_SUFFIXES}")
 
 
-def column_names(path: str | Path) -> list[str]:
-    """Column names of a data file without reading its rows (Parquet) or all of them (CSV)."""
-    path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return list(pq.read_schema(path).names)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    # A streaming reader parses only the first block to learn the schema.
-    reader = pa_csv.open_csv(path, parse_options=pa_csv.ParseOptions(delimiter=delimiter))
-    try:
-        return list(reader.schema.names)
-    finally:
-        reader.close()
+def csv_parse_options(path: str | Path) -> pa_csv.ParseOptions:
+    """How a CSV or TSV file is split into columns (by its suffix)."""
+    return pa_csv.ParseOptions(delimiter="\t" if str(path).lower().endswith(".tsv") else ",")
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from biomed.data import MAX_REPORTED_ROWS, SUPPORTED_SUFFIXES, Columns, Examples, examples_from_table, read_table
+from biomed.data import MAX_REPORTED_ROWS, SUPPORTED_SUFFIXES, Columns, Examples, csv_parse_options, examples_from_table, read_table
 
 PARQUET = (".parquet", ".pq")
 
@@ -55,9 +55,8 @@ def _schema(path: str) -> pa.Schema:
     try:
         if Path(path).suffix.lower() in PARQUET:
             return pq.read_schema(path)
-        delimiter = "\t" if path.lower().endswith(".tsv") else ","
         # The streaming reader parses only the first block to learn the header and types.
-        reader = pa_csv.open_csv(path, parse_options=pa_csv.ParseOptions(delimiter=delimiter))
+        reader = pa_csv.open_csv(path, parse_options=csv_parse_options(path))
     except (pa.ArrowException, OSError) as error:
         raise ValueError(f"{path!r} is not a readable {Path(path).suffix.lstrip('.').upper()} file ({type(error).__name__})") from None
     try:
@@ -122,8 +121,7 @@ def list_units(files: list[str]) -> list[Unit]:
 
 
 def _csv_rows(path: str) -> int:
-    delimiter = "\t" if path.lower().endswith(".tsv") else ","
-    reader = pa_csv.open_csv(path, parse_options=pa_csv.ParseOptions(delimiter=delimiter))
+    reader = pa_csv.open_csv(path, parse_options=csv_parse_options(path))
     try:
         return sum(batch.num_rows for batch in reader)
     finally:
