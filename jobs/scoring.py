@@ -29,13 +29,18 @@ def with_interval(task, metric: str, targets: np.ndarray, predictions: np.ndarra
     return scores
 
 
+def _examples(spec: JobSpec, index, units: list[int]):
+    """The checked examples of a streamed split's units, a unit at a time."""
+    return (examples for _, examples in iter_unit_examples(index, units, columns=spec.columns(), **checks_for(spec)))
+
+
 def _predict(spec: JobSpec, predictor: Predictor, split) -> tuple[np.ndarray, np.ndarray]:
     """(targets, predictions) of a split; a streamed one a unit at a time."""
     if isinstance(split, Split):
         return split.targets, predictor.predict(split.inputs, validated=True)
     targets, predictions = [], []
     units = [u for u, k in enumerate(split.index.kept_rows) if k]
-    for _, examples in iter_unit_examples(split.index, units, columns=spec.columns(), **checks_for(spec)):
+    for examples in _examples(spec, split.index, units):
         targets.append(examples.targets)
         predictions.append(predictor.predict(examples.inputs, validated=True))
     return np.concatenate(targets), np.concatenate(predictions)
@@ -53,7 +58,7 @@ def sample(spec: JobSpec, split) -> Split:
             units.append(int(u))
             rows += index.kept_rows[u]
     inputs, targets = [], []
-    for _, examples in iter_unit_examples(index, sorted(units), columns=spec.columns(), **checks_for(spec)):
+    for examples in _examples(spec, index, sorted(units)):
         inputs.extend(examples.inputs)
         targets.append(examples.targets)
     return Split(inputs=inputs, targets=np.concatenate(targets))
@@ -65,8 +70,7 @@ def first_validation_input(spec: JobSpec, splits: Splits):
     if isinstance(validation, Split):
         return validation.inputs[0]
     first = next(u for u, k in enumerate(validation.index.kept_rows) if k)
-    _, examples = next(iter_unit_examples(validation.index, [first], columns=spec.columns(), **checks_for(spec)))
-    return examples.inputs[0]
+    return next(_examples(spec, validation.index, [first])).inputs[0]
 
 
 def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
