@@ -86,7 +86,7 @@ def _metrics_line(metrics: dict) -> str:
     def show(v) -> str:
         if isinstance(v, list):  # a bootstrap interval
             return "[" + ", ".join(f"{x:.4f}" for x in v) + "]"
-        return f"{v:.4f}"
+        return str(v) if isinstance(v, int) else f"{v:.4f}"  # counts (rows) stay whole numbers
 
     return " ".join(f"{k}={show(v)}" for k, v in metrics.items())
 
