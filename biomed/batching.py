@@ -3,8 +3,9 @@ same number of steps on every rank; optionally grouped by length.
 
 Batches are padded to their longest row, so a batch of similar lengths spends little compute on
 padding. Length grouping follows Hugging Face's `LengthGroupedSampler`: shuffle, cut the order
-into mega-batches of `MEGA_BATCH_STEPS` global batches, sort each by length (longest first), cut
-it into blocks of a global batch; then the blocks of each mega-batch are put in a seeded random
+into mega-batches of up to `MEGA_BATCH_STEPS` global batches and at most a quarter of the rows
+(its rule, so a small set still mixes lengths across its batches), sort each by length (longest
+first), cut it into blocks of a global batch; then the blocks of each mega-batch are put in a seeded random
 order, so a run does not see its lengths in a sawtooth. A global batch is shared out over the
 ranks, so the ranks' batches of a step have similar lengths as well and no rank waits on a long
 one. A streamed rank groups its shuffle windows the same way (`window_order`), keyed so that one
@@ -46,11 +47,20 @@ def epoch_batches(
     return [b for b in (np.array_split(g, world)[rank] for g in np.array_split(grouped, num_steps)) if b.size]
 
 
+def mega_batch_rows(num_rows: int, *, block: int) -> int:
+    """Rows per mega-batch, by Hugging Face's rule: `MEGA_BATCH_STEPS` blocks, but no more blocks
+    than a quarter of the rows fill (at least one). A mega-batch of the whole set would sort
+    every batch to one length band, and where length goes with the label that biases each step
+    (measured on the main job's 263 reviews: macro-F1 0.636 vs 0.752 ungrouped)."""
+    block = max(block, 1)
+    return block * max(1, min(num_rows // (4 * block), MEGA_BATCH_STEPS))
+
+
 def grouped_order(order: np.ndarray, lengths: np.ndarray, *, block: int, rng: np.random.Generator) -> np.ndarray:
-    """`order` length-grouped: cut into mega-batches of `MEGA_BATCH_STEPS` blocks of `block` rows,
-    each sorted by length (longest first) and cut into blocks, and the blocks of each mega-batch
+    """`order` length-grouped: cut into mega-batches of `mega_batch_rows` rows, each sorted by
+    length (longest first) and cut into blocks of `block` rows, and the blocks of each mega-batch
     put in a seeded random order (so lengths do not fall in a sawtooth)."""
-    mega = max(block * MEGA_BATCH_STEPS, 1)
+    mega = mega_batch_rows(len(order), block=block)
     out = []
     for start in range(0, len(order), mega):
         chunk = order[start : start + mega]

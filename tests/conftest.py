@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import signal
+import threading
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +79,41 @@ def epochs_done(metrics_csv: Path) -> int:
 def our_train_workers() -> list[psutil.Process]:
     """Ray Train worker processes of the Ray this test session started (its descendants only)."""
     return [p for p in psutil.Process(os.getpid()).children(recursive=True) if "RayTrainWorker" in " ".join(p.cmdline())]
+
+
+def latest_committed(run_dir: Path) -> str:
+    """The folder name of a Train run's latest committed checkpoint ("" before the first)."""
+    # A checkpoint counts once the controller has written it into its snapshot, not when its
+    # folder appears (a report in flight is lost with the worker).
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return ""
+    return (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name", "")
+
+
+def run_killed_once(run, *, ready) -> dict:
+    """`run()` (a training call) in a thread; one of its two Train workers is SIGKILLed once
+    `ready()` holds (e.g. a checkpoint is committed: the kill lands at or after it). Returns what
+    `run()` returned after the run recovered."""
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=run()), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 300
+    while not ready():
+        assert runner.is_alive() and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.02)
+    victims = our_train_workers()
+    assert len(victims) == 2
+    victims[-1].send_signal(signal.SIGKILL)
+    runner.join(timeout=400)
+    assert not runner.is_alive(), "the killed run did not finish"
+    return outcome["summary"]
+
+
+def committed(run_dir: Path, prefix: str):
+    """A `ready` for run_killed_once: a checkpoint whose name starts with `prefix` is committed."""
+    return lambda: latest_committed(run_dir).startswith(prefix)
 
 
 def cpu_placement_groups(*, settle_s: float = 15.0) -> list[dict]:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from biomed.batching import epoch_batches, padding_share, steps_per_epoch
+from biomed.batching import MEGA_BATCH_STEPS, epoch_batches, mega_batch_rows, padding_share, steps_per_epoch
 
 
 def _lengths(n: int, seed: int = 0) -> np.ndarray:
@@ -68,3 +68,18 @@ def test_grouping_cuts_padding_and_still_shuffles():
 def test_lengths_must_match_rows():
     with pytest.raises(ValueError, match=r"shape \(3,\), expected \(4,\)"):
         epoch_batches(4, epoch=0, seed=0, rank=0, world=1, batch_size=2, lengths=np.ones(3))
+
+
+def test_a_small_set_is_grouped_in_mega_batches_of_a_quarter_at_most():
+    # Hugging Face's rule: up to 50 global batches, but no more than a quarter of the rows.
+    assert mega_batch_rows(100_000, block=16) == 16 * MEGA_BATCH_STEPS
+    assert mega_batch_rows(263, block=16) == 64
+    assert mega_batch_rows(20, block=16) == 16
+    # So a small set's batches do not split its lengths into disjoint bands (one sort of the
+    # whole set would): batches of different quarters overlap in length.
+    lengths = _lengths(256, seed=2)
+    grouped = epoch_batches(256, epoch=0, seed=0, rank=0, world=1, batch_size=16, lengths=lengths)
+    ranges = [(lengths[b].min(), lengths[b].max()) for b in grouped]
+    overlapping = sum(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(ranges) for b in ranges[i + 1 :])
+    assert overlapping > 0
+    assert padding_share(grouped, lengths) < padding_share(epoch_batches(256, epoch=0, seed=0, rank=0, world=1, batch_size=16), lengths)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import csv
-import signal
-import threading
-import time
 from pathlib import Path
 
 import torch
@@ -16,7 +13,7 @@ from jobs.splits import load_splits
 from jobs.train import run_name, train
 from jobs.worker import STATE_FILE
 from biomed.data import fingerprint_files
-from tests.conftest import epochs_done, our_train_workers, tiny_spec
+from tests.conftest import epochs_done, run_killed_once, tiny_spec
 
 
 def test_killed_worker_resumes_from_checkpoint(ray_cluster, tmp_path):
@@ -29,20 +26,7 @@ def test_killed_worker_resumes_from_checkpoint(ray_cluster, tmp_path):
     spec = parse_spec(raw)
     run_dir = Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
 
-    outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.update(summary=train(spec)), daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 300
-    while epochs_done(run_dir / "metrics.csv") < 2:
-        assert runner.is_alive() and time.monotonic() < deadline, "training ended before the kill"
-        time.sleep(0.2)
-    victims = our_train_workers()
-    assert len(victims) == 2
-    victims[-1].send_signal(signal.SIGKILL)
-    runner.join(timeout=400)
-    assert not runner.is_alive()
-
-    summary = outcome["summary"]
+    summary = run_killed_once(lambda: train(spec), ready=lambda: epochs_done(run_dir / "metrics.csv") >= 2)
     assert summary["val_metrics"]["val_accuracy"] > 0.9
     final = run_dir / "checkpoint_epoch_0006" / STATE_FILE
     state = torch.load(final, weights_only=True)

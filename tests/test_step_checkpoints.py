@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
-import threading
-import time
 from pathlib import Path
 
 import torch
@@ -18,7 +15,7 @@ from biomed.synthetic import write_planted_text
 from jobs.spec import parse_spec
 from jobs.train import run_name, train
 from jobs.worker import MODEL_DIR, STATE_FILE
-from tests.conftest import our_train_workers, tiny_spec
+from tests.conftest import committed, run_killed_once, tiny_spec
 
 EVERY_N_STEPS = 10
 
@@ -32,40 +29,13 @@ def _spec(data: Path, storage: Path):
     return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
 
 
-def _latest_committed(run_dir: Path) -> str:
-    # A checkpoint counts once the controller has written it into its snapshot, not when its
-    # folder appears (a report in flight is lost with the worker).
-    try:
-        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return ""
-    return (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name", "")
-
-
-def _kill_mid_epoch_2(run_dir: Path, runner: threading.Thread) -> None:
-    # Once a step checkpoint of epoch 2 is committed; the kill lands at or after it.
-    deadline = time.monotonic() + 300
-    while not _latest_committed(run_dir).startswith("checkpoint_epoch_0001_batch_"):
-        assert runner.is_alive() and time.monotonic() < deadline, "training ended before the kill"
-        time.sleep(0.02)
-    victims = our_train_workers()
-    assert len(victims) == 2
-    victims[-1].send_signal(signal.SIGKILL)
-
-
 def test_killed_mid_epoch_resumes_at_next_batch_with_same_weights(ray_cluster, tmp_path):
     write_planted_text(tmp_path / "train.parquet", 2400, seed=5)
     spec, run_dir = _spec(tmp_path, tmp_path / "uninterrupted")
     whole = train(spec)
 
     killed_spec, killed_dir = _spec(tmp_path, tmp_path / "killed")
-    outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.update(summary=train(killed_spec)), daemon=True)
-    runner.start()
-    _kill_mid_epoch_2(killed_dir, runner)
-    runner.join(timeout=400)
-    assert not runner.is_alive()
-    resumed = outcome["summary"]
+    resumed = run_killed_once(lambda: train(killed_spec), ready=committed(killed_dir, "checkpoint_epoch_0001_batch_"))
 
     state = torch.load(killed_dir / "checkpoint_epoch_0003" / STATE_FILE, weights_only=True)
     first, second = state["attempt_start_positions"]

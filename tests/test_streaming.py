@@ -16,12 +16,14 @@ from safetensors.torch import load_file
 
 from biomed import synthetic
 from biomed.batching import assign_units, epoch_batches, stream_batch_sizes, stream_windows, window_order
+from biomed.data import fingerprint_files
 from biomed.encoding import build_encoder
 from jobs.cli import main
-from jobs.spec import SpecError, parse_spec
+from jobs.spec import parse_spec
 from jobs.splits import checks_for, load_splits
 from jobs.train_data import StreamedTrain, UnitLoader
-from tests.conftest import family_spec, write_spec
+from jobs.worker import MODEL_DIR, STATE_FILE
+from tests.conftest import committed, family_spec, run_killed_once, write_spec
 
 
 def _write_parts(table: pa.Table, folder: Path, *, parts: int, row_group_size: int) -> list[Path]:
@@ -180,14 +182,36 @@ def test_streamed_and_in_memory_train_the_same_model(ray_cluster, protein_parts,
     assert meta["data"]["streamed"] == ["train"] and meta["data"]["training_statistics"]["targets"]["class_counts"]
 
 
-def test_two_workers_stream_every_split_and_learn_the_signal(ray_cluster, protein_parts, tmp_path):
-    from jobs.train import train
+def test_two_workers_stream_every_split_learn_the_signal_and_resume_a_killed_run_exactly(ray_cluster, protein_parts, tmp_path):
+    from jobs.train import run_name, train
 
-    data = {"in_memory_max_rows": 100, "shuffle_buffer_rows": 60, "baseline_max_rows": 80}
-    spec = streamed_spec(protein_parts, tmp_path, data=data, scaling={"num_workers": 2}, checkpointing={"every_n_steps": 4})
-    summary = train(parse_spec(spec))
-    assert summary["data"]["streamed"] == ["train", "validation", "test"]
-    assert summary["test_metrics"]["auroc"] > 0.9  # the planted motif was learned
-    assert summary["baseline_test_metrics"]["train_rows"] <= 120 and summary["baseline_test_metrics"]["test_rows"] <= 120
-    steps = [int(r["step"]) for r in csv.DictReader(open(summary["metrics_csv"])) if r["kind"] == "step"]
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 6 * 13  # ceil(ceil(400 / 2) / 16) steps per epoch
+    def spec_in(storage: Path):
+        raw = streamed_spec(
+            protein_parts, storage, data={"in_memory_max_rows": 100, "shuffle_buffer_rows": 60, "baseline_max_rows": 80},
+            scaling={"num_workers": 2}, failure={"max_failures": 2},
+            training={"epochs": 3, "batch_size_per_worker": 4, "learning_rate": 3e-3, "max_seq_length": 64, "warmup_ratio": 0.05},
+            checkpointing={"every_n_steps": 10, "eval_every_n_steps": 25, "num_to_keep": 2},
+        )
+        spec = parse_spec(raw)
+        return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
+
+    spec, whole_dir = spec_in(tmp_path / "uninterrupted")
+    whole = train(spec)
+    assert whole["data"]["streamed"] == ["train", "validation", "test"]
+    assert whole["test_metrics"]["auroc"] > 0.9  # the planted motif was learned
+    assert whole["baseline_test_metrics"]["train_rows"] <= 120 and whole["baseline_test_metrics"]["test_rows"] <= 120
+    steps = [int(r["step"]) for r in csv.DictReader(open(whole["metrics_csv"])) if r["kind"] == "step"]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 3 * 50  # ceil(ceil(400 / 2) / 4) steps per epoch
+
+    killed_spec, killed_dir = spec_in(tmp_path / "killed")
+    resumed = run_killed_once(lambda: train(killed_spec), ready=committed(killed_dir, "checkpoint_epoch_0001_batch_"))
+    last = "checkpoint_epoch_0003"
+    _, (epochs_done, batches_done, step) = torch.load(killed_dir / last / STATE_FILE, weights_only=True)["attempt_start_positions"]
+    # Resumed inside epoch 2 from a step checkpoint, mid-stream: at most 10 steps lost.
+    assert epochs_done == 1 and batches_done > 0 and step % 10 == 0
+    ours = load_file(str(killed_dir / last / MODEL_DIR / "model.safetensors"))
+    reference = load_file(str(whole_dir / last / MODEL_DIR / "model.safetensors"))
+    assert ours.keys() == reference.keys()
+    assert all(torch.allclose(ours[k], reference[k], atol=1e-5, rtol=1e-4) for k in reference)
+    assert resumed["selection"] == whole["selection"]
+    assert resumed["test_metrics"]["auroc"] == pytest.approx(whole["test_metrics"]["auroc"], abs=1e-6)
