@@ -12,18 +12,33 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from biomed.inputs import InvalidInputs
+from biomed.seqfiles import TEXT_SUFFIXES, base_suffix, read_sequence_file
 
-SUPPORTED_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+# CSV/TSV and the sequence files may be gzipped (`.csv.gz`); Parquet compresses inside.
+SUPPORTED_SUFFIXES = (*PARQUET_SUFFIXES, ".csv", ".tsv", *TEXT_SUFFIXES)
 MAX_REPORTED_ROWS = 10
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet or CSV/TSV file (by suffix) into an Arrow table."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pq.read_table(path, columns=columns)
+def data_format(path: str | Path) -> str | None:
+    """'parquet', 'csv' (CSV or TSV, maybe gzipped), 'sequence' (biomed.seqfiles) or None."""
+    suffix, gzipped = base_suffix(path), str(path).lower().endswith(".gz")
+    if suffix in PARQUET_SUFFIXES:
+        return None if gzipped else "parquet"
     if suffix in (".csv", ".tsv"):
+        return "csv"
+    return "sequence" if suffix in TEXT_SUFFIXES else None
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet, CSV/TSV or sequence file (by suffix; biomed.seqfiles) into an Arrow table."""
+    path = Path(path)
+    kind = data_format(path)
+    if kind == "parquet":
+        return pq.read_table(path, columns=columns)
+    if kind == "sequence":
+        return read_sequence_file(path, columns)
+    if kind == "csv":
         convert = pa_csv.ConvertOptions(include_columns=columns)
         return pa_csv.read_csv(path, parse_options=csv_parse_options(path), convert_options=convert)
     raise ValueError(f"unsupported data file {str(path)!r}: expected one of {SUPPORTED_SUFFIXES}")
@@ -31,7 +46,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
 
 def csv_parse_options(path: str | Path) -> pa_csv.ParseOptions:
     """How a CSV or TSV file is split into columns (by its suffix)."""
-    return pa_csv.ParseOptions(delimiter="\t" if str(path).lower().endswith(".tsv") else ",")
+    return pa_csv.ParseOptions(delimiter="\t" if base_suffix(path) == ".tsv" else ",")
 
 
 @dataclass
@@ -87,6 +102,8 @@ def _blank(value) -> bool:
 def _targets(path, table: pa.Table, columns: Columns, *, target_kind: str, labels: list[str] | None, keep: np.ndarray, row_offset: int = 0) -> np.ndarray:
     """Targets of the kept rows; a value the task cannot use is an error naming its rows."""
     rows = np.flatnonzero(keep)
+    if target_kind == "none":  # an unlabelled corpus (pretraining)
+        return np.zeros(rows.size, dtype=np.int64)
 
     def fail(column: str, what: str, bad: list[int], values: list) -> None:
         shown = sorted({str(values[i]) for i in bad})[:MAX_REPORTED_ROWS]
@@ -212,7 +229,7 @@ def distinct_labels(path: str | Path | list, label_column: str) -> list[str]:
     group or a file at a time, so a data set larger than memory is fine)."""
     labels: set[str] = set()
     for p in [path] if isinstance(path, (str, Path)) else path:
-        if Path(p).suffix.lower() in (".parquet", ".pq"):
+        if data_format(p) == "parquet":
             parquet = pq.ParquetFile(p)
             tables = (parquet.read_row_group(g, columns=[label_column]) for g in range(parquet.metadata.num_row_groups))
         else:

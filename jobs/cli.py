@@ -23,7 +23,7 @@ from jobs.output import emit, pretty
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CLUSTER = 1, 2, 3
 # Commands that start or join Ray: checked against the tested Ray versions before they run.
-RAY_COMMANDS = ("train", "tune", "serve", "submit", "jobs", "cluster")
+RAY_COMMANDS = ("train", "pretrain", "tune", "serve", "submit", "jobs", "cluster")
 
 log = get_logger(__name__)
 
@@ -52,12 +52,15 @@ def cmd_schema(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from biomed.datasets import DATASETS
+    from biomed.datasets import DATASETS, ROW_LIMITED
 
     if args.dataset not in DATASETS:
         log.error("unknown data set %r; known: %s", args.dataset, sorted(DATASETS))
         return EXIT_BAD_INPUT
-    summary = DATASETS[args.dataset](args.out)
+    if args.rows is not None and args.dataset not in ROW_LIMITED:
+        log.error("--rows applies to %s only, not %r", list(ROW_LIMITED), args.dataset)
+        return EXIT_BAD_INPUT
+    summary = DATASETS[args.dataset](args.out, **({"rows": args.rows} if args.rows is not None else {}))
     emit(summary, as_json=args.json, human=pretty)
     return 0
 
@@ -70,6 +73,23 @@ def cmd_train(args) -> int:
     summary = train(spec, address=args.address)
     emit(summary, as_json=args.json, human=_print_train_summary)
     return 0
+
+
+def cmd_pretrain(args) -> int:
+    from jobs.pretrain import pretrain
+    from jobs.pretrain_spec import load_pretrain_spec
+
+    spec = load_pretrain_spec(args.spec, storage_path=args.storage_path)
+    summary = pretrain(spec, address=args.address)
+    emit(summary, as_json=args.json, human=_print_pretrain_summary)
+    return 0
+
+
+def _print_pretrain_summary(s: dict) -> None:
+    print(f"run {s['run_name']}: registered backbone {s['name']}@{s['registered']['version']} at {s['registered']['path']}")
+    print(f"  {s['steps']} steps on {s['corpus']['train']['rows']} sequences, vocabulary {s['vocab_size']}")
+    print("  validation: " + _metrics_line(s["val_metrics"]))
+    print(f"  curves: {s['metrics_csv']}")
 
 
 def cmd_tune(args) -> int:
@@ -128,7 +148,7 @@ def _print_models(rows: list[dict]) -> None:
         print("no registered models")
     for r in rows:
         sel = r["best_selection"] or {}
-        print(f"{r['name']}: {r['num_versions']} versions, best v{r['best_version']} ({sel.get('metric')}={sel.get('value', float('nan')):.4f})")
+        print(f"{r['name']} ({r['kind']}): {r['num_versions']} versions, best v{r['best_version']} ({sel.get('metric')}={sel.get('value', float('nan')):.4f})")
 
 
 def cmd_predict(args) -> int:
@@ -178,12 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", parents=[common], help="write a packaged biomedical data set as Parquet")
     p.add_argument("dataset", help="data set name, e.g. drug-reviews")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--rows", type=int, default=None, help="corpora (moses): write only the first ROWS training rows")
     p.set_defaults(func=cmd_data)
     p = sub.add_parser("train", parents=[common], help="fine-tune per a spec and register the best checkpoint")
     p.add_argument("spec")
     p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
     p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("pretrain", parents=[common], help="masked-language pretraining on a corpus; registers a backbone")
+    p.add_argument("spec")
+    p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
+    p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
+    p.set_defaults(func=cmd_pretrain)
     p = sub.add_parser("tune", parents=[common], help="hyperparameter search per the spec's tune: section; registers the best trial")
     p.add_argument("spec")
     p.add_argument("--address", default=None, help="Ray cluster address; default: an embedded local Ray")
@@ -232,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         # (cluster up --local, cluster.yaml) all have token auth on: send the token unless the
         # user chose a mode. Set before ray is imported, which is when Ray reads it.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    elif args.command in ("train", "tune", "serve"):
+    elif args.command in ("train", "pretrain", "tune", "serve"):
         prepare_driver_auth(getattr(args, "address", None))
     from cluster.ray_compat import RayVersionError, check_ray_version
     from cluster.resources import ClusterUnavailable

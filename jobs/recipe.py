@@ -22,12 +22,10 @@ import torch.distributed as dist
 
 from biomed.batching import steps_per_epoch
 from biomed.encoding import build_encoder
-from biomed.log import configure as configure_logging
 from biomed.log import get_logger
 from biomed.models import backbone_tokenizer, build_classifier
 from biomed.tasks import get_task
-from cluster.ray_compat import quiet_train_worker_reports
-from jobs.spec import JobSpec
+from jobs.spec import JobSpec, model_folder
 from jobs.splits import StreamedSplit, checks_for, load_splits
 from jobs.train_data import InMemoryTrain, StreamedEval, StreamedTrain, UnitLoader
 from jobs.worker import (
@@ -38,6 +36,7 @@ from jobs.worker import (
     optimizer_for,
     precision_dtype,
     report_with_checkpoint,
+    run_recipe,
     target_scaling,
     training_targets,
     validation_outputs,
@@ -80,7 +79,7 @@ class FineTuneRecipe:
         statistics = train.index.statistics if isinstance(train, StreamedSplit) else None
         self.encoder = build_encoder(
             self.task.input_kind, train_inputs=[] if statistics else train.inputs,
-            backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=m.path, input_kind=self.task.input_kind),
+            backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=self.task.input_kind),
             kmer_size=m.kmer_size, kmer_stride=m.kmer_stride, numeric=spec.data.numeric_columns, categorical=spec.data.categorical_columns,
             statistics=statistics,
         )
@@ -109,7 +108,7 @@ class FineTuneRecipe:
     def _setup_model(self) -> None:
         m, t = self.spec.model, self.spec.training
         model = build_classifier(
-            backbone=m.backbone, path=m.path, labels=self.labels, num_outputs=self.task.target.num_outputs(len(self.labels)), dropout=t.dropout,
+            backbone=m.backbone, path=model_folder(self.spec), labels=self.labels, num_outputs=self.task.target.num_outputs(len(self.labels)), dropout=t.dropout,
             vocab_size=getattr(self.encoder, "vocab_size", 0), num_features=getattr(self.encoder, "num_features", 0),
             hidden_sizes=m.hidden_sizes, pooling=m.pooling,
         )
@@ -304,10 +303,4 @@ class FineTuneRecipe:
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str, "verbosity": str}."""
-    # This worker's own handler (not Ray's root one, which would print each line twice); its
-    # stderr reaches the driver through Ray's log forwarding.
-    configure_logging(config.get("verbosity", "default"))
-    quiet_train_worker_reports(verbose=config.get("verbosity") == "verbose")
-    recipe = FineTuneRecipe(config)
-    recipe.setup()
-    recipe.train()
+    run_recipe(FineTuneRecipe, config)

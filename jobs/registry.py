@@ -113,6 +113,8 @@ class Registry:
             rows.append(
                 {
                     "name": name,
+                    # "model" (fine-tuned, predicts) or "backbone" (pretrained, for fine-tuning from).
+                    "kind": (best or index["versions"][-1]).get("kind", "model") if index["versions"] else "model",
                     "num_versions": len(index["versions"]),
                     "latest_version": index["versions"][-1]["version"] if index["versions"] else None,
                     "best_version": index["best"],

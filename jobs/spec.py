@@ -19,9 +19,8 @@ from biomed.streams import check_files
 from biomed.models import BACKBONES, MLPPreset, check_backbone_input, check_local_model_dir, default_pooling
 from biomed.tasks import TASKS, get_task
 from jobs.data_spec import DataSpec
-from jobs.spec_base import _Spec, _absolute
+from jobs.spec_base import _RunSpec, _Spec, _absolute
 from jobs.tune_spec import TuneSpec
-from jobs.registry import NAME_PATTERN
 from jobs.serve_spec import ServeSpec
 
 
@@ -55,6 +54,10 @@ class ModelSpec(_Spec):
     path: str | None = Field(
         default=None,
         description="A local Hugging Face model folder (config.json, safetensors weights, tokenizer). Exclusive with `backbone`.",
+    )
+    pretrained: str | None = Field(
+        default=None,
+        description="NAME or NAME@VERSION: a backbone registered by `biomed pretrain` under this spec's storage_path (its best version when no version is given; the run pins the version it found). Exclusive with `backbone` and `path`.",
     )
 
     kmer_size: int = Field(default=6, ge=1, le=8, description="DNA tasks: nucleotides per k-mer token.")
@@ -97,8 +100,8 @@ class ModelSpec(_Spec):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ModelSpec":
-        if (self.backbone is None) == (self.path is None):
-            raise ValueError("give exactly one of model.backbone or model.path")
+        if sum(v is not None for v in (self.backbone, self.path, self.pretrained)) != 1:
+            raise ValueError("give exactly one of model.backbone, model.path or model.pretrained")
         if self.pooling == "mean" and self.path is not None:
             model_type = json.loads((Path(self.path) / "config.json").read_text()).get("model_type")
             if model_type != "bert":
@@ -166,8 +169,7 @@ class FailureSpec(_Spec):
     max_failures: int = Field(default=2, ge=-1, description="Worker-group failures to recover from by restarting from the latest checkpoint (-1: no limit); in a search, retries of a failed trial, each resuming its run from its latest checkpoint.")
 
 
-class JobSpec(_Spec):
-    name: str = Field(description="Model name in the registry and prefix of the run name: lower-case letters, digits, '-', '_' or '.'.")
+class JobSpec(_RunSpec):
     task: TaskSpec = Field(description="What is predicted.")
     data: DataSpec = Field(description="Where the labelled examples are.")
     model: ModelSpec = Field(description="The backbone to fine-tune.")
@@ -175,23 +177,9 @@ class JobSpec(_Spec):
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Workers and resources.")
     checkpointing: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Which checkpoints are kept and which is best.")
     failure: FailureSpec = Field(default_factory=FailureSpec, description="Fault tolerance.")
-    storage_path: str = Field(default="runs", description="Where runs and the registry live: a local or shared (NFS) folder, visible to every node.")
     tune: TuneSpec | None = Field(default=None, description="Hyperparameter search run by `biomed tune` (ignored by `biomed train`).")
     serve: ServeSpec | None = Field(default=None, description="How `biomed serve deploy` hosts this model (replicas, batching, limits); its flags override it.")
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_PATTERN.fullmatch(value):
-            raise ValueError(f"name {value!r} must be 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")
-        return value
-
-    @field_validator("storage_path")
-    @classmethod
-    def _storage(cls, value: str) -> str:
-        if "://" in value:
-            raise ValueError(f"storage_path {value!r}: give a local or shared filesystem folder, not a URI")
-        return _absolute(value)
 
     @model_validator(mode="after")
     def _labels_and_metric(self) -> "JobSpec":
@@ -249,7 +237,12 @@ class JobSpec(_Spec):
         if self.model.backbone is not None:
             check_backbone_input(self.model.backbone, task.input_kind)
         elif task.input_kind == "tabular":
-            raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path)")
+            raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path or model.pretrained)")
+        if self.model.pretrained is not None:
+            entry = pretrained_backbone(self.model, self.storage_path, input_kind=task.input_kind)
+            # Pinned, so the run name (a hash of the spec) names the version trained from.
+            pinned = f"{entry['name']}@{entry['version']}"
+            object.__setattr__(self, "model", self.model.model_copy(update={"pretrained": pinned}))
         if self.model.hidden_sizes is not None and self.model.backbone != "mlp":
             raise ValueError("model.hidden_sizes sets the widths of the 'mlp' backbone only")
 
@@ -287,6 +280,39 @@ class JobSpec(_Spec):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def pretrained_backbone(model: ModelSpec, storage_path: str, *, input_kind: str) -> dict:
+    """The registry entry `model.pretrained` names: a backbone for this input, whose k-mer cut
+    (DNA) the spec repeats. Raises ValueError naming what does not fit."""
+    from biomed.checkpoint import read_metadata
+    from jobs.registry import RegistryError, registry_for
+
+    try:
+        entry = registry_for(storage_path).get(model.pretrained)
+    except RegistryError as error:
+        raise ValueError(f"model.pretrained: {error}") from None
+    if entry.get("kind") != "backbone":
+        raise ValueError(f"model.pretrained {model.pretrained!r} is a fine-tuned model, not a backbone from `biomed pretrain`: use model.path for its folder")
+    if entry.get("family") != input_kind:
+        raise ValueError(f"model.pretrained {model.pretrained!r} was pretrained on {entry.get('family')} sequences, not {input_kind}")
+    encoder = read_metadata(entry["path"]).get("encoder", {})
+    if input_kind == "dna":
+        theirs = (encoder.get("kmer_size"), encoder.get("kmer_stride"))
+        if theirs[0] is None:
+            raise ValueError(f"model.pretrained {model.pretrained!r} reads DNA by BPE; fine-tuning from BPE DNA backbones is not supported yet (pretrain with tokenizer.kind: kmer)")
+        if theirs != (model.kmer_size, model.kmer_stride):
+            raise ValueError(f"model.kmer_size/kmer_stride {model.kmer_size}/{model.kmer_stride} differ from the backbone's {theirs[0]}/{theirs[1]}")
+    return entry
+
+
+def model_folder(spec: JobSpec) -> str | None:
+    """The Hugging Face folder the spec fine-tunes: model.path, or the pretrained backbone's version."""
+    if spec.model.pretrained is not None:
+        from jobs.registry import registry_for
+
+        return registry_for(spec.storage_path).get(spec.model.pretrained)["path"]
+    return spec.model.path
+
+
 class SpecError(ValueError):
     """A spec that cannot run; the message names each bad field and value."""
 
@@ -304,16 +330,21 @@ def format_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_spec(raw: dict) -> JobSpec:
-    """Validate a spec dict; raise SpecError with one line per problem."""
+def validate_spec(spec_class, raw: dict):
+    """`raw` as a `spec_class` (JobSpec, PretrainSpec); raise SpecError with one line per problem."""
     try:
-        return JobSpec.model_validate(raw)
+        return spec_class.model_validate(raw)
     except ValidationError as error:
         raise SpecError(format_validation_error(error)) from None
 
 
-def load_spec(path: str | Path, *, storage_path: str | None = None) -> JobSpec:
-    """Read and validate a YAML spec file; `storage_path` replaces the file's own."""
+def parse_spec(raw: dict) -> JobSpec:
+    """Validate a spec dict; raise SpecError with one line per problem."""
+    return validate_spec(JobSpec, raw)
+
+
+def read_spec_file(path: str | Path, *, storage_path: str | None = None) -> dict:
+    """A YAML spec file as a dict (not yet validated); `storage_path` replaces the file's own."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file not found: {str(path)!r}")
@@ -325,4 +356,9 @@ def load_spec(path: str | Path, *, storage_path: str | None = None) -> JobSpec:
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     if storage_path is not None:
         raw["storage_path"] = storage_path
-    return parse_spec(raw)
+    return raw
+
+
+def load_spec(path: str | Path, *, storage_path: str | None = None) -> JobSpec:
+    """Read and validate a YAML spec file; `storage_path` replaces the file's own."""
+    return parse_spec(read_spec_file(path, storage_path=storage_path))

@@ -18,7 +18,7 @@ from biomed.streams import StreamIndex, TargetStatistics, scan, total_rows
 from biomed.inputs import TabularValidator, sequence_validator
 from biomed.molecules import scaffold_split
 from biomed.tasks import get_task
-from jobs.spec import JobSpec
+from jobs.spec import JobSpec, model_folder
 
 
 @dataclass
@@ -102,7 +102,7 @@ def _scan_training(spec: JobSpec) -> StreamIndex:
     from biomed.models import backbone_tokenizer
 
     task, m, d = get_task(spec.task.name), spec.model, spec.data
-    has_tokenizer = task.input_kind != "smiles" or backbone_tokenizer(backbone=m.backbone, path=m.path, input_kind=task.input_kind) is not None
+    has_tokenizer = task.input_kind != "smiles" or backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=task.input_kind) is not None
     statistics = {"targets": TargetStatistics(task.target_kind, num_classes=len(spec.task.labels or []))}
     encoder = encoder_statistics(task.input_kind, has_backbone_tokenizer=has_tokenizer, numeric=d.numeric_columns, categorical=d.categorical_columns)
     if encoder is not None:

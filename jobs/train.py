@@ -84,6 +84,15 @@ def score_and_register(
     }
 
 
+def backbone_lineage(spec: JobSpec) -> dict:
+    """What a fine-tune records of the pretrained backbone it started from (empty: none)."""
+    if spec.model.pretrained is None:
+        return {}
+    entry = registry_for(spec.storage_path).get(spec.model.pretrained)
+    keys = ("name", "version", "path", "family", "corpus_fingerprint", "steps", "run_name", "val_metrics")
+    return {"pretrained_backbone": {k: entry.get(k) for k in keys}}
+
+
 def train(spec: JobSpec, *, address: str | None = None) -> dict:
     """Fine-tune per the spec on Ray Train, register the best checkpoint, return a summary."""
     started = time.perf_counter()
@@ -103,7 +112,7 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     ckpt_dir, val_metrics = best_checkpoint(result, spec)
     log.info("best checkpoint %s (val_%s=%.4f); scoring the test set", ckpt_dir.name, spec.metric, val_metrics[f"val_{spec.metric}"])
     curve_png = plot_learning_curve(run_dir / METRICS_FILE, run_dir / "learning_curve.png")
-    outcome = score_and_register(spec, splits, ckpt_dir=ckpt_dir, val_metrics=val_metrics, fingerprint=fingerprint, name=name)
+    outcome = score_and_register(spec, splits, ckpt_dir=ckpt_dir, val_metrics=val_metrics, fingerprint=fingerprint, name=name, lineage=backbone_lineage(spec))
     return {
         "name": spec.name,
         "run_name": name,

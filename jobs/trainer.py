@@ -14,6 +14,7 @@ from ray.train.torch import TorchTrainer
 
 from biomed.log import verbosity as current_verbosity
 from cluster.ray_compat import without_unused_datasets_manager
+from jobs.pretrain_spec import PretrainSpec
 from jobs.spec import JobSpec
 
 
@@ -30,9 +31,19 @@ def train_fn(config: dict) -> None:
     train_loop_per_worker(config)
 
 
+def pretrain_fn(config: dict) -> None:
+    """Ray Train entry point of `biomed pretrain`: `jobs.pretrain_recipe.pretrain_loop_per_worker`."""
+    from jobs.pretrain_recipe import pretrain_loop_per_worker
+
+    pretrain_loop_per_worker(config)
+
+
+LOOPS = {"finetune": train_fn, "pretrain": pretrain_fn}
+
+
 def build_trainer(
-    spec: JobSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None,
-    in_search: bool = False, streams: dict | None = None,
+    spec: JobSpec | PretrainSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None,
+    in_search: bool = False, streams: dict | None = None, loop: str = "finetune", extra_config: dict | None = None,
 ) -> TorchTrainer:
     """The spec's TorchTrainer: run `name` under `spec.storage_path`, so a rerun resumes it.
 
@@ -41,6 +52,8 @@ def build_trainer(
     per-report lines ("Reporting training result ...") only under "verbose". `in_search`: a Tune
     trial's run, whose every report (step checkpoints too) carries the validation metrics.
     `streams`: the indexes of streamed splits (`Splits.streams()`), so workers skip the pass.
+    `loop`: which recipe the workers run ("finetune" or "pretrain"), with `extra_config` added
+    to its config.
     """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 
@@ -51,13 +64,14 @@ def build_trainer(
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
     trainer = TorchTrainer(
-        train_fn,
+        LOOPS[loop],
         train_loop_config={
             "spec": spec.model_dump(mode="json"),
             "run_dir": str(Path(spec.storage_path) / name),
             "verbosity": verbosity,
             "validate_every_report": in_search,
             "streams": streams or None,
+            **(extra_config or {}),
         },
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(

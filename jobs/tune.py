@@ -21,7 +21,7 @@ from cluster.ray_compat import tune_console
 from jobs.errors import TrainingFailed
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
-from jobs.train import best_report, score_and_register
+from jobs.train import backbone_lineage, best_report, score_and_register
 from jobs.trial import run_trial, search_metric, search_mode, trial_run_name, trial_spec
 from jobs.tune_report import TrialLines, trial_rows, write_results
 
@@ -154,7 +154,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     best = best_report(finite, key=key, mode=mode)
     best_spec = trial_spec(spec, best["config"])
     outputs = write_results(rows, exp_dir, metric=key)
-    lineage = {"search": {"experiment": name, "path": str(exp_dir), "trial_id": best["trial_id"], "config": best["config"], "num_trials": len({r["trial_id"] for r in rows})}}
+    lineage = {**backbone_lineage(spec), "search": {"experiment": name, "path": str(exp_dir), "trial_id": best["trial_id"], "config": best["config"], "num_trials": len({r["trial_id"] for r in rows})}}
     outcome = score_and_register(
         best_spec, splits, ckpt_dir=Path(best[METRIC_CHECKPOINT_KEY]), val_metrics=best, fingerprint=fingerprint,
         name=trial_run_name(best_spec, fingerprint, name), lineage=lineage,

@@ -41,7 +41,8 @@ def precision_dtype(precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
-def optimizer_for(model: torch.nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
+def optimizer_for(model: torch.nn.Module, spec) -> torch.optim.Optimizer:
+    """AdamW: no decay on biases and LayerNorm; a job's new head at its own rate."""
     t = spec.training
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
@@ -53,7 +54,8 @@ def optimizer_for(model: torch.nn.Module, spec: JobSpec) -> torch.optim.Optimize
         [
             {
                 "params": params,
-                "lr": (t.head_learning_rate or t.learning_rate) if head else t.learning_rate,
+                # Pretraining specs have no new head, so no head rate.
+                "lr": (getattr(t, "head_learning_rate", None) or t.learning_rate) if head else t.learning_rate,
                 "weight_decay": t.weight_decay if decays else 0.0,
             }
             for (head, decays), params in sorted(groups.items())
@@ -138,6 +140,20 @@ def report_with_checkpoint(spec: JobSpec, model, encoder, *, metadata: dict, met
             checkpoint=ray.train.Checkpoint.from_directory(tmp),
             checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}" + (f"_batch_{batches_done:06d}" if batches_done else ""),
         )
+
+
+def run_recipe(recipe_class, config: dict) -> None:
+    """A Ray Train worker's whole run: its logging, then the recipe's `setup` and `train`."""
+    from biomed.log import configure as configure_logging
+    from cluster.ray_compat import quiet_train_worker_reports
+
+    # This worker's own handler (not Ray's root one, which would print each line twice); its
+    # stderr reaches the driver through Ray's log forwarding.
+    configure_logging(config.get("verbosity", "default"))
+    quiet_train_worker_reports(verbose=config.get("verbosity") == "verbose")
+    recipe = recipe_class(config)
+    recipe.setup()
+    recipe.train()
 
 
 def load_state(checkpoint: ray.train.Checkpoint, model, optimizer, scheduler, scaler) -> dict:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
+from jobs.pretrain_spec import load_pretrain_spec
 from jobs.spec import JobSpec, SpecError, load_spec, parse_spec
 from tests.conftest import tiny_spec, write_spec
 
@@ -78,8 +81,8 @@ def test_unknown_backbone_and_exclusive_model_source(planted_dir, tmp_path):
     real_folder = str(BACKBONES["all-minilm-l6-v2"].path())
     assert parse_spec(tiny_spec(planted_dir, tmp_path, model={"path": real_folder})).model.path == real_folder
     both = tiny_spec(planted_dir, tmp_path, model={"backbone": "tiny-bert", "path": real_folder})
-    assert "exactly one of model.backbone or model.path" in _error(both)
-    assert "exactly one of model.backbone or model.path" in _error(tiny_spec(planted_dir, tmp_path, model={}))
+    assert "exactly one of model.backbone, model.path or model.pretrained" in _error(both)
+    assert "exactly one of model.backbone, model.path or model.pretrained" in _error(tiny_spec(planted_dir, tmp_path, model={}))
 
 
 def test_model_path_without_safetensors_is_refused(planted_dir, tmp_path):
@@ -130,24 +133,44 @@ def test_schema_describes_every_field():
             assert prop.get("description"), f"{model.get('title')}.{name} has no description"
 
 
+def _register_backbone(storage: Path, name: str, family: str) -> None:
+    """A small real backbone in the registry, as `biomed pretrain` leaves one (untrained weights)."""
+    from biomed.checkpoint import save_model_checkpoint
+    from biomed.encoding import TokenEncoder
+    from biomed.mlm import build_masked_lm, family_tokenizer
+    from biomed.tokenization import SequenceEncoder
+    from jobs.registry import registry_for
+
+    tokenizer = family_tokenizer(family, "wordlevel", ["CCO", "c1ccccc1N", "CC(=O)Cl"], vocab_size=50)
+    folder = storage / "staging" / name
+    save_model_checkpoint(build_masked_lm(preset="tiny-bert", vocab_size=len(tokenizer)), TokenEncoder(SequenceEncoder(input_kind=family, tokenizer=tokenizer)), folder, {"kind": "backbone"})
+    registry_for(storage).register(name=name, model_dir=folder, record={"kind": "backbone", "family": family}, selection={"metric": "val_loss", "mode": "min", "value": 1.0})
+
+
 def test_shipped_configs_validate(tmp_path, monkeypatch):
     # Every config under configs/ is a test case; run from a fresh folder with the packaged data
     # built the way the README does it.
-    from pathlib import Path
-
     from biomed.datasets import DATASETS
 
-    configs = sorted(Path("configs").resolve().glob("*.yaml"))
+    # Pretraining specs first: the fine-tune configs that start from their backbones need them registered.
+    configs = sorted(Path("configs").resolve().glob("*.yaml"), key=lambda p: ("family" not in yaml.safe_load(p.read_text()), p.name))
     assert configs
     monkeypatch.chdir(tmp_path)
     for name, build in DATASETS.items():
         build(tmp_path / "data" / name.replace("-", "_"))
-    tasks = set()
+    tasks, families = set(), set()
     for path in configs:
-        spec = load_spec(path)
-        assert spec.storage_path.startswith(str(tmp_path))
+        raw = yaml.safe_load(path.read_text())
         assert path.read_text().startswith("# "), f"{path.name} has no header"
-        tasks.add(spec.task.name)
+        if "family" in raw:  # a `biomed pretrain` spec
+            spec = load_pretrain_spec(path)
+            families.add(spec.family)
+            _register_backbone(Path(spec.storage_path), spec.name, spec.family)  # what running it would register
+        else:
+            spec = load_spec(path)
+            tasks.add(spec.task.name)
+        assert spec.storage_path.startswith(str(tmp_path))
+    assert "smiles" in families
     # One documented config per family.
     assert {"text_classification", "dna_classification", "protein_classification", "molecule_regression", "tabular_classification", "survival"} <= tasks
 

@@ -1,0 +1,177 @@
+"""Masked-language-model pretraining pieces: corpus tokenizers, masking, the MLM model.
+
+Tokenizers are trained on the corpus with Hugging Face `tokenizers`, from an iterator over it
+(so a corpus larger than memory is fine), and wrapped BERT-style ([CLS] ... [SEP], [MASK]):
+- smiles: the atom-level regex pre-tokenizer (biomed.tokenization) with a WordLevel vocabulary
+  of the atoms and bonds seen, or BPE, whose merges stay inside a regex piece (so bracket atoms
+  such as `[C@@H]` become one token and an unseen one falls back to its characters, not [UNK]);
+- dna: overlapping k-mers (every k-mer over ACGTN, as DNABERT), or BPE over the bases as
+  DNABERT-2 does;
+- protein: one token per residue;
+- text: WordPiece, as BERT.
+
+Masking follows BERT: 15% of the non-special tokens are chosen, and of those 80% become [MASK],
+10% a random token and 10% stay (Hugging Face's `DataCollatorForLanguageModeling`). With
+overlapping k-mers a masked k-mer could be read off its neighbours, which share all but one
+base, so DNA k-mers are masked in whole spans of `span` neighbouring tokens (DNABERT).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import torch
+
+from biomed.tokenization import SMILES_REGEX, SPECIAL_TOKENS, wrap_bert_style, kmer_tokenizer, residue_tokenizer
+
+# The kinds of tokenizer each family can train (the first is its default).
+TOKENIZER_KINDS = {"smiles": ("wordlevel", "bpe"), "dna": ("kmer", "bpe"), "protein": ("residue",), "text": ("wordpiece",)}
+# Fewer learned tokens than this is no vocabulary to pretrain on.
+MIN_LEARNED_TOKENS = 2
+IGNORE_INDEX = -100
+
+
+class DegenerateVocabulary(ValueError):
+    """A tokenizer trained on the corpus learned (almost) nothing."""
+
+
+def train_tokenizer(family: str, kind: str, texts: Iterable[str], *, vocab_size: int, min_frequency: int = 1):
+    """A BERT-style fast tokenizer for the family, trained on `texts` (an iterator is enough).
+
+    Raises DegenerateVocabulary when fewer than `MIN_LEARNED_TOKENS` tokens were learned (an
+    empty corpus, or one made of a single repeated symbol).
+    """
+    if kind not in TOKENIZER_KINDS[family]:
+        raise ValueError(f"tokenizer {kind!r} is not one of {family}'s: {list(TOKENIZER_KINDS[family])}")
+    if kind == "residue":
+        return residue_tokenizer()
+    if kind == "kmer":
+        raise ValueError("k-mer tokenizers are not trained: use kmer_tokenizer(size)")
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    specials = list(SPECIAL_TOKENS)
+    if kind == "wordlevel":
+        tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False)
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False)
+    else:
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False)
+    if family == "smiles":
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(SMILES_REGEX), behavior="isolated")
+    elif family == "text":
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainer=trainer)
+    learned = tok.get_vocab_size() - len(specials)
+    if learned < MIN_LEARNED_TOKENS:
+        raise DegenerateVocabulary(
+            f"the {kind} tokenizer learned {learned} token(s) from the corpus (at least {MIN_LEARNED_TOKENS} needed): "
+            "the corpus is empty or one repeated symbol, or min_frequency is above every token's count"
+        )
+    return wrap_bert_style(tok)
+
+
+def family_tokenizer(family: str, kind: str, texts: Iterable[str] = (), *, vocab_size: int = 0, min_frequency: int = 1, kmer_size: int = 6):
+    """The pretraining tokenizer: k-mers and residues are fixed vocabularies; the rest are trained."""
+    if kind == "kmer":
+        return kmer_tokenizer(kmer_size)
+    return train_tokenizer(family, kind, texts, vocab_size=vocab_size, min_frequency=min_frequency)
+
+
+def mask_span(kind: str, *, kmer_size: int, kmer_stride: int) -> int:
+    """Neighbouring tokens masked together: those sharing a base with a k-mer (DNA k-mers); else 1."""
+    return max(1, -(-kmer_size // kmer_stride)) if kind == "kmer" else 1
+
+
+def mask_tokens(
+    input_ids: torch.Tensor, special: torch.Tensor, *, mask_id: int, vocab_size: int, probability: float = 0.15,
+    span: int = 1, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking of a padded batch: (inputs, labels), labels `IGNORE_INDEX` where not masked.
+
+    `special` marks tokens never masked ([CLS], [SEP], padding). With `span` > 1, each token starts
+    a span of `span` masked tokens with the chance that leaves a token masked at `probability`
+    (1 - (1 - p)^span = probability, spans overlapping).
+    """
+    if span == 1:
+        from transformers import DataCollatorForLanguageModeling
+
+        # Hugging Face's own masking rule; it reads only the mask token and the vocabulary size.
+        collator = DataCollatorForLanguageModeling(_MaskingVocabulary(mask_id, vocab_size), mlm_probability=probability)
+        collator.generator = generator
+        return collator.torch_mask_tokens(input_ids.clone(), special_tokens_mask=special)
+    start_probability = 1.0 - (1.0 - probability) ** (1.0 / span)
+    starts = torch.bernoulli(torch.full(input_ids.shape, start_probability), generator=generator).bool() & ~special
+    chosen = torch.zeros_like(starts)
+    for offset in range(span):
+        chosen[:, offset:] |= starts[:, : starts.shape[1] - offset]
+    chosen &= ~special
+    labels = input_ids.clone()
+    labels[~chosen] = IGNORE_INDEX
+    inputs = input_ids.clone()
+    replace = torch.bernoulli(torch.full(inputs.shape, 0.8), generator=generator).bool() & chosen
+    inputs[replace] = mask_id
+    randomise = torch.bernoulli(torch.full(inputs.shape, 0.5), generator=generator).bool() & chosen & ~replace
+    inputs[randomise] = torch.randint(vocab_size, inputs.shape, generator=generator)[randomise]
+    return inputs, labels
+
+
+class _MaskingVocabulary:
+    """What DataCollatorForLanguageModeling asks of a tokenizer while masking."""
+
+    mask_token = "[MASK]"
+    pad_token = "[PAD]"
+
+    def __init__(self, mask_id: int, vocab_size: int):
+        self._mask_id, self._size = mask_id, vocab_size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return self._mask_id
+
+
+def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """(correct, masked) tokens of a batch."""
+    chosen = labels != IGNORE_INDEX
+    return int((logits.argmax(-1)[chosen] == labels[chosen]).sum()), int(chosen.sum())
+
+
+def batched(texts: Iterator[str] | Iterable[str], size: int = 1000) -> Iterator[list[str]]:
+    """Lists of up to `size` texts: `train_from_iterator` reads batches faster than single strings."""
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def build_masked_lm(*, preset: str | None = None, backbone: str | None = None, vocab_size: int = 0, max_positions: int = 512):
+    """A BertForMaskedLM: a preset's shape with random weights and the corpus tokenizer's
+    vocabulary, or a packaged backbone's pretrained encoder (its MLM head, if it ships none, new)."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from biomed.models import BACKBONES, PackagedBackbone, TinyBertPreset
+
+    if preset is not None:
+        shape = BACKBONES[preset]
+        if not isinstance(shape, TinyBertPreset):
+            raise ValueError(f"{preset!r} is not a preset: {sorted(n for n, b in BACKBONES.items() if isinstance(b, TinyBertPreset))}")
+        config = BertConfig(
+            vocab_size=vocab_size, hidden_size=shape.hidden_size, num_hidden_layers=shape.num_hidden_layers,
+            num_attention_heads=shape.num_attention_heads, intermediate_size=shape.intermediate_size,
+            max_position_embeddings=max_positions, pad_token_id=0,
+        )
+        return BertForMaskedLM(config)
+    packaged = BACKBONES[backbone]
+    if not isinstance(packaged, PackagedBackbone):
+        raise ValueError(f"{backbone!r} is not a packaged backbone")
+    return BertForMaskedLM.from_pretrained(str(packaged.path()), use_safetensors=packaged.safetensors)
