@@ -5,8 +5,9 @@ The corpus is MOSES (`biomed data moses --rows`): N and 10N SMILES. Each service
 `jobs.pretrain.pretrain` on an embedded local Ray with one worker of one CPU (one torch thread),
 small-bert, batches of 64, for a fixed number of steps; the worker reports its own throughput
 (non-padding tokens/s, training only), peak RSS and time to its first optimizer step. The plain
-loop is the same model, tokenizer, batch size and masking (Hugging Face's collator) over rows
-already tokenized in memory, with no Ray, no streaming and no checkpoints. Figures:
+loop is the same model, tokenizer, batch size, length-grouped order and masking (Hugging Face's
+collator) over rows already tokenized in memory, with no Ray, no streaming and no checkpoints.
+Both runs validate on the same held-out set, so only the training corpus grows. Figures:
 
 - `throughput_ratio`: the service's tokens/s over the plain loop's, at N (goal: near 1);
 - `rss_ratio_10x`: the worker's peak RSS at 10N over N (goal <= 1.2);
@@ -25,15 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BATCH, MAX_LENGTH = 64, 96
 
 
-def spec_dict(corpus: Path, storage: Path, *, name: str, steps: int) -> dict:
+def spec_dict(corpus: Path, validation: Path, storage: Path, *, name: str, steps: int) -> dict:
     return {
         "name": name, "family": "smiles",
-        "corpus": {"train_path": str(corpus / "train" / "*.parquet"), "validation_path": str(corpus / "validation" / "*.parquet"), "column": "smiles"},
+        "corpus": {"train_path": str(corpus / "train" / "*.parquet"), "validation_path": str(validation / "*.parquet"), "column": "smiles"},
         "model": {"preset": "small-bert"},
         "training": {"epochs": 1, "max_steps": steps, "batch_size_per_worker": BATCH, "max_seq_length": MAX_LENGTH, "eval_batch_size": 256},
         "scaling": {"num_workers": 1, "cpus_per_worker": 1},
@@ -47,6 +50,7 @@ def plain_loop(corpus: Path, tokenizer_dir: str, *, steps: int) -> dict:
     import torch
     from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
+    from biomed.batching import epoch_batches
     from biomed.inputs import sequence_validator
     from biomed.mlm import build_masked_lm
 
@@ -56,6 +60,10 @@ def plain_loop(corpus: Path, tokenizer_dir: str, *, steps: int) -> dict:
     smiles = pq.read_table(sorted((corpus / "train").glob("*.parquet"))[0], columns=["smiles"]).column(0).to_pylist()[: BATCH * steps]
     smiles = sequence_validator("smiles").validate(smiles)  # canonical, as the service trains on
     ids = tokenizer(smiles, truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    # Length-grouped batches, as the service draws them (its default), so the ratio is the
+    # service's own cost, not the grouping's gain.
+    order = np.concatenate(epoch_batches(len(ids), epoch=0, seed=0, rank=0, world=1, batch_size=BATCH, lengths=np.array([len(x) for x in ids])))
+    ids = [ids[i] for i in order]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     model = build_masked_lm(preset="small-bert", vocab_size=len(tokenizer), max_positions=512).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
@@ -73,11 +81,11 @@ def plain_loop(corpus: Path, tokenizer_dir: str, *, steps: int) -> dict:
     return {"tokens_per_s": tokens / elapsed, "steps": steps}
 
 
-def service_run(corpus: Path, storage: Path, *, name: str, steps: int) -> dict:
+def service_run(corpus: Path, validation: Path, storage: Path, *, name: str, steps: int) -> dict:
     from jobs.pretrain import pretrain
     from jobs.pretrain_spec import parse_pretrain_spec
 
-    summary = pretrain(parse_pretrain_spec(spec_dict(corpus, storage, name=name, steps=steps)))
+    summary = pretrain(parse_pretrain_spec(spec_dict(corpus, validation, storage, name=name, steps=steps)))
     report = summary["last_report"]
     return {
         "tokens_per_s": report["train_tokens_per_s"], "peak_rss_mb": report["peak_rss_mb"], "first_step_s": report["first_step_seconds"],
@@ -104,8 +112,10 @@ def main() -> None:
             build_moses(tmp / f"moses-{rows}", rows=rows)
         connect(num_cpus=2)  # an embedded local Ray, set up as `biomed pretrain` does
         try:
-            small = service_run(tmp / f"moses-{args.rows}", tmp / "runs", name="bench-n", steps=args.steps)
-            large = service_run(tmp / f"moses-{10 * args.rows}", tmp / "runs", name="bench-10n", steps=args.steps)
+            # Both runs validate on the same held-out set (the small corpus's): only the training corpus grows.
+            validation = tmp / f"moses-{args.rows}" / "validation"
+            small = service_run(tmp / f"moses-{args.rows}", validation, tmp / "runs", name="bench-n", steps=args.steps)
+            large = service_run(tmp / f"moses-{10 * args.rows}", validation, tmp / "runs", name="bench-10n", steps=args.steps)
         finally:
             ray.shutdown()
         plain = plain_loop(tmp / f"moses-{args.rows}", small["tokenizer_dir"], steps=args.steps)
