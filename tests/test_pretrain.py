@@ -257,3 +257,45 @@ def test_every_pretraining_field_is_described_and_unknown_keys_are_errors(tmp_pa
         parse_pretrain_spec({**raw, "tokenizer": {"kind": "bpe"}})
     with pytest.raises(SpecError, match="unknown preset 'huge-bert'"):
         parse_pretrain_spec({**raw, "model": {"preset": "huge-bert"}})
+
+
+def test_masking_follows_bert_and_masks_whole_kmer_spans():
+    from biomed.mlm import IGNORE_INDEX, mask_span, mask_tokens
+
+    ids = torch.randint(5, 200, (256, 64))
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True  # [CLS] and [SEP] are never chosen
+    for span in (1, mask_span("kmer", kmer_size=6, kmer_stride=1)):
+        inputs, labels = mask_tokens(ids, special, mask_id=4, vocab_size=200, span=span, generator=torch.Generator().manual_seed(0))
+        chosen = labels != IGNORE_INDEX
+        assert abs(chosen[:, 1:-1].float().mean().item() - 0.15) < 0.02 and not chosen[special].any()
+        assert torch.equal(labels[chosen], ids[chosen])  # the targets are the original tokens
+        assert abs((inputs[chosen] == 4).float().mean().item() - 0.8) < 0.03  # 80% [MASK]
+        assert abs((inputs[chosen] == ids[chosen]).float().mean().item() - 0.1) < 0.03  # ~10% kept (+ random hits)
+        # Runs of chosen tokens: mostly single tokens for BERT; for overlapping 6-mers whole spans
+        # of 6 or more (overlapping spans merge; only a span cut by [SEP] is shorter).
+        runs = np.array([len(r) for row in chosen[:, 1:-1].int().tolist() for r in "".join(map(str, row)).split("0") if r])
+        assert (np.mean(runs >= 6) > 0.9) if span == 6 else (np.mean(runs) < 1.3)
+
+
+@pytest.mark.parametrize(("family", "tokenizer", "records", "expected"), [
+    ("dna", {"kind": "kmer", "kmer_size": 3}, ">a\nACGTAC\n>b\nGGCATT\n", 5**3 + 5),
+    ("dna", {"kind": "bpe", "vocab_size": 20}, ">a\nACGTACGTACGT\n>b\nACGTTTACGT\n", None),
+    ("text", {"kind": "wordpiece", "vocab_size": 60}, "the patient had a fever\nno fever after the visit\n", None),
+])
+def test_each_family_gets_its_tokenizer_from_the_corpus(tmp_path, family, tokenizer, records, expected):
+    from jobs.pretrain import corpus_indexes, corpus_tokenizer
+
+    suffix = "fasta" if family == "dna" else "txt"
+    for k in range(2):
+        _write(tmp_path / f"part-{k}.{suffix}", records)
+    spec = parse_pretrain_spec({"name": "m", "family": family, "corpus": {"train_path": str(tmp_path / f"*.{suffix}")}, "tokenizer": tokenizer, "model": {"preset": "tiny-bert"}, "storage_path": str(tmp_path)})
+    indexes = corpus_indexes(spec)
+    built = corpus_tokenizer(spec, indexes["train"], tmp_path / "tok")
+    assert (tmp_path / "tok" / "tokenizer.json").is_file() and built.mask_token == "[MASK]"
+    if expected:
+        assert len(built) == expected
+    else:
+        assert 5 + 2 <= len(built) <= tokenizer["vocab_size"]
+    again = corpus_tokenizer(spec, indexes["train"], tmp_path / "tok")  # a resumed run reuses it
+    assert again.get_vocab() == built.get_vocab()
