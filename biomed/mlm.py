@@ -18,7 +18,7 @@ base, so DNA k-mers are masked in whole spans of `span` neighbouring tokens (DNA
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 
@@ -140,18 +140,6 @@ def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, in
     """(correct, masked) tokens of a batch."""
     chosen = labels != IGNORE_INDEX
     return int((logits.argmax(-1)[chosen] == labels[chosen]).sum()), int(chosen.sum())
-
-
-def batched(texts: Iterator[str] | Iterable[str], size: int = 1000) -> Iterator[list[str]]:
-    """Lists of up to `size` texts: `train_from_iterator` reads batches faster than single strings."""
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def build_masked_lm(*, preset: str | None = None, backbone: str | None = None, vocab_size: int = 0, max_positions: int = 512):

@@ -4,24 +4,24 @@ register the best checkpoint as a version of kind `backbone`.
 Before Ray starts, one pass reads the corpus a unit at a time: every row is checked (invalid
 rows dropped and counted, or an error naming the file and rows), the rows kept per unit are
 counted, and units are held out for validation. The tokenizer is trained from the corpus's
-first `tokenizer.sample_rows` rows, streamed, and saved in the run folder, so a resumed run
+first `tokenizer.sample_rows` training rows, collected in the same pass, and saved in the run folder, so a resumed run
 uses the same one.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import ray.train
 
 from biomed.data import Columns, fingerprint_files
 from biomed.log import get_logger
-from biomed.mlm import batched, family_tokenizer
+from biomed.mlm import family_tokenizer
 from biomed.models import backbone_tokenizer
-from biomed.streams import StreamIndex, iter_unit_examples, scan
+from biomed.streams import StreamIndex, scan
 from cluster.connect import connect
 from jobs.errors import TrainingFailed
 from jobs.pretrain_recipe import corpus_checks, corpus_encoder
@@ -38,12 +38,37 @@ class CorpusError(ValueError):
     """A corpus that cannot be pretrained on (too few rows or units left after the checks)."""
 
 
-def corpus_indexes(spec: PretrainSpec) -> dict[str, StreamIndex]:
+class TokenizerSample:
+    """The first `limit` rows of the training units, prepared for the tokenizer (k-mer cut,
+    residue spacing), taken during the corpus pass so the tokenizer needs no second pass (which
+    would parse every SMILES again). Kept per unit, so held-out units stay out of it."""
+
+    def __init__(self, spec: PretrainSpec):
+        self.limit, self.prepare = spec.tokenizer.sample_rows, corpus_encoder(spec, None).sequences.prepare
+        self.parts: list[list[str]] = []  # one per unit, in the scan's unit order
+        self.taken = 0
+        self.train_units: list[int] | None = None  # set once units are held out; None: every unit
+
+    def update(self, examples) -> None:
+        part = self.prepare(examples.inputs[: max(self.limit - self.taken, 0)])
+        self.parts.append(part)
+        self.taken += len(part)
+
+    def result(self) -> dict:
+        return {"rows": self.taken}
+
+    def texts(self) -> Iterator[str]:
+        units = range(len(self.parts)) if self.train_units is None else self.train_units
+        return (text for u in units for text in self.parts[u])
+
+
+def corpus_indexes(spec: PretrainSpec, *, sample: TokenizerSample | None = None) -> dict[str, StreamIndex]:
     """{"train", "validation"}: the corpus's checked units, with units held out when no
-    validation_path is given (seeded, `validation_fraction` of them, at least one)."""
+    validation_path is given (seeded, `validation_fraction` of them, at least one); `sample`
+    collects the training rows the tokenizer learns from in the same pass."""
     c = spec.corpus
     columns, checks = Columns(input=c.column), corpus_checks(spec)
-    train = scan(c.train_path, columns=columns, **checks)
+    train = scan(c.train_path, columns=columns, statistics={"tokenizer_sample": sample} if sample else None, **checks)
     if c.validation_path:
         validation = scan(c.validation_path, columns=columns, **checks)
     else:
@@ -55,7 +80,10 @@ def corpus_indexes(spec: PretrainSpec) -> dict[str, StreamIndex]:
             )
         count = min(max(1, round(c.validation_fraction * len(usable))), len(usable) - 1)
         held = set(np.random.default_rng([c.seed, 17]).choice(usable, size=count, replace=False).tolist())
-        train, validation = _subset(train, [u for u in range(len(train.units)) if u not in held]), _subset(train, sorted(held))
+        kept = [u for u in range(len(train.units)) if u not in held]
+        if sample is not None:
+            sample.train_units = kept
+        train, validation = _subset(train, kept), _subset(train, sorted(held))
     if validation.num_rows == 0 or train.num_rows == 0:
         raise CorpusError(f"no valid rows left in the corpus's {'validation' if train.num_rows else 'training'} part after the checks")
     return {"train": train, "validation": validation}
@@ -65,7 +93,7 @@ def _subset(index: StreamIndex, units: list[int]) -> StreamIndex:
     return StreamIndex(files=index.files, units=[index.units[u] for u in units], kept_rows=[index.kept_rows[u] for u in units], dropped=index.dropped)
 
 
-def corpus_tokenizer(spec: PretrainSpec, train: StreamIndex, directory: Path):
+def corpus_tokenizer(spec: PretrainSpec, sample: TokenizerSample, directory: Path):
     """The run's tokenizer, saved under `directory` (reused as it is when already there)."""
     from transformers import AutoTokenizer
 
@@ -74,11 +102,7 @@ def corpus_tokenizer(spec: PretrainSpec, train: StreamIndex, directory: Path):
     m, t = spec.model, spec.tokenizer
     tokenizer = backbone_tokenizer(backbone=m.backbone, path=None, input_kind=spec.family) if m.backbone else None
     if tokenizer is None:
-        columns, checks = Columns(input=spec.corpus.column), corpus_checks(spec)
-        rows = (x for _, ex in iter_unit_examples(train, list(range(len(train.units))), columns=columns, **checks) for x in ex.inputs)
-        prepared = corpus_encoder(spec, None).sequences
-        texts = itertools.chain.from_iterable(prepared.prepare(b) for b in batched(itertools.islice(rows, t.sample_rows)))
-        tokenizer = family_tokenizer(spec.family, t.kind, texts, vocab_size=t.vocab_size, min_frequency=t.min_frequency, kmer_size=t.kmer_size)
+        tokenizer = family_tokenizer(spec.family, t.kind, sample.texts(), vocab_size=t.vocab_size, min_frequency=t.min_frequency, kmer_size=t.kmer_size)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(directory)
     return tokenizer
@@ -87,11 +111,12 @@ def corpus_tokenizer(spec: PretrainSpec, train: StreamIndex, directory: Path):
 def pretrain(spec: PretrainSpec, *, address: str | None = None) -> dict:
     """Pretrain per the spec on Ray Train, register the best checkpoint as a backbone, return a summary."""
     started = time.perf_counter()
-    indexes = corpus_indexes(spec)  # bad data fails here, before any cluster or worker starts
+    sample = TokenizerSample(spec)
+    indexes = corpus_indexes(spec, sample=sample)  # bad data fails here, before any cluster or worker starts
     fingerprint = fingerprint_files(spec.files())
     name = run_name(spec, fingerprint)
     run_dir = Path(spec.storage_path) / name
-    tokenizer = corpus_tokenizer(spec, indexes["train"], run_dir / TOKENIZER_DIR)
+    tokenizer = corpus_tokenizer(spec, sample, run_dir / TOKENIZER_DIR)
     passed = time.perf_counter()
     resources = connect(address=address)
     log.info("pretraining %s → %s on %s (%d rows, vocabulary %d)", name, run_dir, resources, indexes["train"].num_rows, len(tokenizer))

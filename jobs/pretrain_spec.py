@@ -57,7 +57,7 @@ class TokenizerSpec(_Spec):
     )
     vocab_size: int = Field(default=1000, ge=8, le=1_000_000, description="Largest vocabulary a trained tokenizer may learn, the 5 special tokens included.")
     min_frequency: int = Field(default=1, ge=1, description="Fewest occurrences in the corpus for a token to enter a trained vocabulary.")
-    sample_rows: int = Field(default=1_000_000, ge=1, description="Corpus rows (from its first units) a tokenizer is trained on.")
+    sample_rows: int = Field(default=1_000_000, ge=1, description="Training rows (from the first units) a trained tokenizer learns from; they are collected during the corpus pass and held on the driver.")
     kmer_size: int = Field(default=6, ge=1, le=8, description="DNA k-mers: bases per token.")
     kmer_stride: int = Field(default=1, ge=1, le=8, description="DNA k-mers: bases between the starts of neighbouring k-mers (1: overlapping, as DNABERT).")
 

@@ -284,18 +284,19 @@ def test_masking_follows_bert_and_masks_whole_kmer_spans():
     ("text", {"kind": "wordpiece", "vocab_size": 60}, "the patient had a fever\nno fever after the visit\n", None),
 ])
 def test_each_family_gets_its_tokenizer_from_the_corpus(tmp_path, family, tokenizer, records, expected):
-    from jobs.pretrain import corpus_indexes, corpus_tokenizer
+    from jobs.pretrain import TokenizerSample, corpus_indexes, corpus_tokenizer
 
     suffix = "fasta" if family == "dna" else "txt"
     for k in range(2):
         _write(tmp_path / f"part-{k}.{suffix}", records)
     spec = parse_pretrain_spec({"name": "m", "family": family, "corpus": {"train_path": str(tmp_path / f"*.{suffix}")}, "tokenizer": tokenizer, "model": {"preset": "tiny-bert"}, "storage_path": str(tmp_path)})
-    indexes = corpus_indexes(spec)
-    built = corpus_tokenizer(spec, indexes["train"], tmp_path / "tok")
+    sample = TokenizerSample(spec)
+    corpus_indexes(spec, sample=sample)
+    built = corpus_tokenizer(spec, sample, tmp_path / "tok")
     assert (tmp_path / "tok" / "tokenizer.json").is_file() and built.mask_token == "[MASK]"
     if expected:
         assert len(built) == expected
     else:
         assert 5 + 2 <= len(built) <= tokenizer["vocab_size"]
-    again = corpus_tokenizer(spec, indexes["train"], tmp_path / "tok")  # a resumed run reuses it
+    again = corpus_tokenizer(spec, sample, tmp_path / "tok")  # a resumed run reuses it
     assert again.get_vocab() == built.get_vocab()
