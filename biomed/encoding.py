@@ -125,7 +125,7 @@ class TabularEncoder:
 
 
 def build_encoder(
-    input_kind: str, *, train_inputs: list = (), backbone_tokenizer=None, kmer_size: int = 6, kmer_stride: int = 1,
+    input_kind: str, *, train_inputs: list = (), backbone_tokenizer=None, kmer_size: int | None = 6, kmer_stride: int = 1,
     numeric: list[str] = (), categorical: list[str] = (), statistics: dict | None = None,
 ) -> Encoder:
     """The encoder of an input kind, fitted on the training inputs, or built from the

@@ -158,7 +158,7 @@ class SmilesVocabulary:
 
 
 def build_sequence_encoder(
-    input_kind: str, *, backbone_tokenizer=None, train_inputs: list[str] = (), kmer_size: int = 6, kmer_stride: int = 1, pieces: list[str] | None = None
+    input_kind: str, *, backbone_tokenizer=None, train_inputs: list[str] = (), kmer_size: int | None = 6, kmer_stride: int = 1, pieces: list[str] | None = None
 ) -> SequenceEncoder:
     """The family's encoder: the backbone's tokenizer when it has one, else the family's own
     (a SMILES vocabulary from the training inputs, or from the `pieces` of a streamed pass)."""

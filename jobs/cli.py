@@ -29,10 +29,13 @@ log = get_logger(__name__)
 
 
 def cmd_validate(args) -> int:
-    from jobs.spec import load_spec
+    from jobs.spec import parse_spec, read_spec_file
     from jobs.splits import load_splits
 
-    spec = load_spec(args.spec)
+    raw = read_spec_file(args.spec)
+    if "family" in raw:  # a `biomed pretrain` spec: job specs name a task, not a family
+        return _validate_pretrain(args, raw)
+    spec = parse_spec(raw)
     report = load_splits(spec).report
     payload = {"valid": True, "name": spec.name, "labels": spec.task.labels, "metric": spec.metric, "mode": spec.mode, "data": report}
     if args.cluster_config:
@@ -40,6 +43,19 @@ def cmd_validate(args) -> int:
 
         shapes = shapes_from_config(load_cluster_config(args.cluster_config))
         payload["cluster"] = check_scaling_fits(spec.scaling, shapes, source=f"cluster config {args.cluster_config!r}")
+    emit(payload, as_json=args.json, human=lambda p: (print(f"{args.spec}: valid"), pretty(p)))
+    return 0
+
+
+def _validate_pretrain(args, raw: dict) -> int:
+    from jobs.pretrain import corpus_indexes, corpus_report
+    from jobs.pretrain_spec import parse_pretrain_spec
+
+    spec = parse_pretrain_spec(raw)
+    if args.cluster_config:
+        log.error("--cluster-config checks job specs only; %s is a pretraining spec", args.spec)
+        return EXIT_BAD_INPUT
+    payload = {"valid": True, "name": spec.name, "kind": "pretrain", "family": spec.family, "corpus": corpus_report(corpus_indexes(spec))}
     emit(payload, as_json=args.json, human=lambda p: (print(f"{args.spec}: valid"), pretty(p)))
     return 0
 

@@ -89,6 +89,11 @@ def corpus_indexes(spec: PretrainSpec, *, sample: TokenizerSample | None = None)
     return {"train": train, "validation": validation}
 
 
+def corpus_report(indexes: dict[str, StreamIndex]) -> dict:
+    """Per part of the corpus: rows kept, units, and the rows the checks dropped (counted per file)."""
+    return {role: {"rows": index.num_rows, "units": len(index.units), "dropped": index.dropped} for role, index in indexes.items()}
+
+
 def _subset(index: StreamIndex, units: list[int]) -> StreamIndex:
     return StreamIndex(files=index.files, units=[index.units[u] for u in units], kept_rows=[index.kept_rows[u] for u in units], dropped=index.dropped)
 
@@ -133,7 +138,7 @@ def pretrain(spec: PretrainSpec, *, address: str | None = None) -> dict:
         "kind": "backbone", "family": spec.family, "spec_hash": spec.spec_hash(), "data_fingerprint": fingerprint,
         "corpus_fingerprint": fingerprint, "run_name": name, "run_path": str(run_dir), "source_checkpoint": ckpt.path,
         "steps": int(metrics["step"]), "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val_")},
-        "corpus": {role: {"rows": index.num_rows, "units": len(index.units), "dropped": index.dropped} for role, index in indexes.items()},
+        "corpus": corpus_report(indexes),
         "curve_csv": str(run_dir / METRICS_FILE), "spec": spec.model_dump(mode="json"),
     }
     selection = {"metric": "val_loss", "mode": "min", "value": metrics["val_loss"]}

@@ -81,8 +81,9 @@ def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     out = {"validation": with_interval(task, spec.metric, *_predict(spec, predictor, splits.validation), seed=seed)}
     if splits.test is None:
         return out
+    # The baseline's character n-grams reach the model's k-mer; 6 (DNABERT's) when it reads BPE.
     context = BaselineContext(
-        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=spec.model.kmer_size if task.input_kind == "dna" else 3,
+        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=(spec.model.kmer_size or 6) if task.input_kind == "dna" else 3,
         numeric=tuple(spec.data.numeric_columns), categorical=tuple(spec.data.categorical_columns),
     )
     train, test = sample(spec, splits.train), sample(spec, splits.test)

@@ -60,7 +60,12 @@ class ModelSpec(_Spec):
         description="NAME or NAME@VERSION: a backbone registered by `biomed pretrain` under this spec's storage_path (its best version when no version is given; the run pins the version it found). Exclusive with `backbone` and `path`.",
     )
 
-    kmer_size: int = Field(default=6, ge=1, le=8, description="DNA tasks: nucleotides per k-mer token.")
+    kmer_size: int | None = Field(
+        default=6,
+        ge=1,
+        le=8,
+        description="DNA tasks: nucleotides per k-mer token. null: no k-mer cut, the bases go to the model folder's own tokenizer (a BPE vocabulary, as DNABERT-2 reads DNA); needs model.path or model.pretrained. With model.pretrained, omit it to take the backbone's own cut.",
+    )
     kmer_stride: int = Field(default=1, ge=1, le=8, description="DNA tasks: step between k-mer starts (1: overlapping k-mers, kmer_size: non-overlapping).")
     pooling: Literal["cls", "mean"] | None = Field(
         default=None,
@@ -108,7 +113,9 @@ class ModelSpec(_Spec):
                 raise ValueError(f"pooling 'mean' needs a BERT model folder; {self.path!r} holds model_type {model_type!r}")
         if self.pooling is not None and isinstance(BACKBONES.get(self.backbone), MLPPreset):
             raise ValueError(f"pooling {self.pooling!r} applies to sequence models; backbone {self.backbone!r} reads tabular features")
-        if self.kmer_stride > self.kmer_size:
+        if self.kmer_size is None and self.path is None and self.pretrained is None:
+            raise ValueError("model.kmer_size null (bases read by a BPE tokenizer) needs the tokenizer of model.path or model.pretrained; a preset backbone reads k-mers")
+        if self.kmer_size is not None and self.kmer_stride > self.kmer_size:
             raise ValueError(f"kmer_stride {self.kmer_stride} is larger than kmer_size {self.kmer_size}: bases between k-mers would be skipped")
         return self
 
@@ -241,8 +248,12 @@ class JobSpec(_RunSpec):
         if self.model.pretrained is not None:
             entry = pretrained_backbone(self.model, self.storage_path, input_kind=task.input_kind)
             # Pinned, so the run name (a hash of the spec) names the version trained from.
-            pinned = f"{entry['name']}@{entry['version']}"
-            object.__setattr__(self, "model", self.model.model_copy(update={"pretrained": pinned}))
+            update = {"pretrained": f"{entry['name']}@{entry['version']}"}
+            if task.input_kind == "dna":
+                from biomed.checkpoint import read_metadata  # torch: only when a DNA backbone is named
+
+                update |= backbone_dna_cut(self.model, read_metadata(entry["path"]).get("encoder", {}))
+            object.__setattr__(self, "model", self.model.model_copy(update=update))
         if self.model.hidden_sizes is not None and self.model.backbone != "mlp":
             raise ValueError("model.hidden_sizes sets the widths of the 'mlp' backbone only")
 
@@ -281,9 +292,8 @@ class JobSpec(_RunSpec):
 
 
 def pretrained_backbone(model: ModelSpec, storage_path: str, *, input_kind: str) -> dict:
-    """The registry entry `model.pretrained` names: a backbone for this input, whose k-mer cut
-    (DNA) the spec repeats. Raises ValueError naming what does not fit."""
-    from biomed.checkpoint import read_metadata
+    """The registry entry `model.pretrained` names: a backbone pretrained on this input.
+    Raises ValueError naming what does not fit."""
     from jobs.registry import RegistryError, registry_for
 
     try:
@@ -294,14 +304,21 @@ def pretrained_backbone(model: ModelSpec, storage_path: str, *, input_kind: str)
         raise ValueError(f"model.pretrained {model.pretrained!r} is a fine-tuned model, not a backbone from `biomed pretrain`: use model.path for its folder")
     if entry.get("family") != input_kind:
         raise ValueError(f"model.pretrained {model.pretrained!r} was pretrained on {entry.get('family')} sequences, not {input_kind}")
-    encoder = read_metadata(entry["path"]).get("encoder", {})
-    if input_kind == "dna":
-        theirs = (encoder.get("kmer_size"), encoder.get("kmer_stride"))
-        if theirs[0] is None:
-            raise ValueError(f"model.pretrained {model.pretrained!r} reads DNA by BPE; fine-tuning from BPE DNA backbones is not supported yet (pretrain with tokenizer.kind: kmer)")
-        if theirs != (model.kmer_size, model.kmer_stride):
-            raise ValueError(f"model.kmer_size/kmer_stride {model.kmer_size}/{model.kmer_stride} differ from the backbone's {theirs[0]}/{theirs[1]}")
     return entry
+
+
+def backbone_dna_cut(model: ModelSpec, encoder: dict) -> dict:
+    """The k-mer cut a DNA fine-tune takes from its backbone's encoder metadata: kmer_size and
+    kmer_stride as the backbone read its corpus (kmer_size None: bases through its BPE). A cut
+    the spec sets itself must be the backbone's; raises ValueError naming both."""
+    theirs = {"kmer_size": encoder.get("kmer_size"), "kmer_stride": encoder.get("kmer_stride")}
+    if theirs["kmer_size"] is None:  # no k-mers: the stride means nothing, so the spec's stands
+        theirs["kmer_stride"] = model.kmer_stride
+    for key in ("kmer_size", "kmer_stride"):
+        if key in model.model_fields_set and getattr(model, key) != theirs[key]:
+            read = "by BPE, with no k-mer cut (leave out model.kmer_size)" if theirs["kmer_size"] is None else f"as {theirs['kmer_size']}-mers with stride {theirs['kmer_stride']}"
+            raise ValueError(f"model.{key} {getattr(model, key)!r} differs from backbone {model.pretrained!r}, which reads DNA {read}")
+    return theirs
 
 
 def model_folder(spec: JobSpec) -> str | None:

@@ -64,7 +64,7 @@ def input_validator(spec: JobSpec):
     if task.input_kind == "tabular":
         return TabularValidator(numeric=tuple(d.numeric_columns), categorical=tuple(d.categorical_columns))
     # A DNA sequence shorter than one k-mer has no token to give.
-    min_length = spec.model.kmer_size if task.input_kind == "dna" else 1
+    min_length = (spec.model.kmer_size or 1) if task.input_kind == "dna" else 1
     return sequence_validator(task.input_kind, min_length=min_length, canonicalize=d.canonicalize_smiles)
 
 

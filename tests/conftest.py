@@ -189,3 +189,21 @@ def family_models(ray_cluster, family_dir, tmp_path_factory) -> dict:
 
     storage = tmp_path_factory.mktemp("family-runs")
     return {family: train(parse_spec(family_spec(family, family_dir, storage))) for family in FAMILY_SPECS}
+
+
+def register_untrained_backbone(storage: Path, name: str, family: str, kind: str, texts: list[str]) -> Path:
+    """A tiny real backbone in the registry as `biomed pretrain` leaves one, its tokenizer of
+    `kind` trained on `texts`, its weights untrained; returns the registered folder."""
+    from biomed.checkpoint import save_model_checkpoint
+    from biomed.encoding import TokenEncoder
+    from biomed.mlm import build_masked_lm, family_tokenizer
+    from biomed.tokenization import SequenceEncoder
+    from jobs.registry import registry_for
+
+    tokenizer = family_tokenizer(family, kind, texts, vocab_size=50, kmer_size=3)
+    kmer = {"kmer_size": 3, "kmer_stride": 1} if kind == "kmer" else {}
+    folder = storage / "staging" / name
+    encoder = TokenEncoder(SequenceEncoder(input_kind=family, tokenizer=tokenizer, **kmer))
+    save_model_checkpoint(build_masked_lm(preset="tiny-bert", vocab_size=len(tokenizer)), encoder, folder, {"kind": "backbone"})
+    entry = registry_for(storage).register(name=name, model_dir=folder, record={"kind": "backbone", "family": family}, selection={"metric": "val_loss", "mode": "min", "value": 1.0})
+    return Path(entry["path"])

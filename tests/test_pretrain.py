@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from jobs.registry import Registry
 from jobs.spec import SpecError, parse_spec
 from jobs.trainer import run_name
 from jobs.worker import MODEL_DIR, STATE_FILE
-from tests.conftest import committed, family_spec, run_killed_once, write_spec
+from tests.conftest import committed, family_spec, register_untrained_backbone, run_killed_once, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,32 @@ def test_a_fine_tune_refuses_a_missing_or_wrong_kind_of_backbone(pretrained, fam
         parse_spec(family_spec("dna", family_dir, storage, model={"pretrained": "planted-protein-mlm", "kmer_size": 3}))
 
 
+def test_a_dna_fine_tune_reads_bases_the_way_its_backbone_does(family_dir, tmp_path):
+    from biomed.encoding import build_encoder
+    from biomed.models import backbone_tokenizer
+    from jobs.spec import model_folder
+
+    corpus = ["ACGTACGTTATAATGGCC", "TTATAATACGTACGTAA", "GGCCGGCCACGTACGT"]
+    register_untrained_backbone(tmp_path, "dna-bpe", "dna", "bpe", corpus)
+    register_untrained_backbone(tmp_path, "dna-3mer", "dna", "kmer", corpus)
+    bpe = parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-bpe"}))
+    assert (bpe.model.pretrained, bpe.model.kmer_size) == ("dna-bpe@1", None)  # no k-mer cut: BPE over the bases
+    again = parse_spec(bpe.model_dump(mode="json"))  # as a worker re-validates it
+    assert again.model.kmer_size is None and again.spec_hash() == bpe.spec_hash()
+    tokenizer = backbone_tokenizer(backbone=None, path=model_folder(bpe), input_kind="dna")
+    encoder = build_encoder("dna", backbone_tokenizer=tokenizer, kmer_size=bpe.model.kmer_size, kmer_stride=bpe.model.kmer_stride)
+    pieces = tokenizer.convert_ids_to_tokens(encoder.sequences.encode(["TTATAATACGTACGT"], max_length=32)[0])
+    assert "".join(p for p in pieces if not p.startswith("[")) == "TTATAATACGTACGT" and max(map(len, pieces)) > 3  # merges, not k-mers
+    with pytest.raises(SpecError, match="model.kmer_size 3 differs from backbone 'dna-bpe', which reads DNA by BPE"):
+        parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-bpe", "kmer_size": 3}))
+    kmer = parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-3mer"}))
+    assert (kmer.model.kmer_size, kmer.model.kmer_stride) == (3, 1)  # the backbone's cut, not the default 6
+    with pytest.raises(SpecError, match="model.kmer_size 6 differs from backbone 'dna-3mer', which reads DNA as 3-mers with stride 1"):
+        parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-3mer", "kmer_size": 6}))
+    with pytest.raises(SpecError, match="model.kmer_size null .* needs the tokenizer of model.path or model.pretrained"):
+        parse_spec(family_spec("dna", family_dir, tmp_path, model={"backbone": "tiny-bert", "kmer_size": None}))
+
+
 def test_a_pretraining_run_killed_mid_epoch_continues_at_the_next_batch(ray_cluster, corpus, tmp_path):
     from jobs.pretrain import pretrain
 
@@ -196,23 +223,25 @@ def test_a_bad_corpus_exits_2_naming_the_file_before_ray(corpus, tmp_path, capsy
     (tmp_path / "bad.fasta").write_bytes(b"\xff\xfe>x\n")
     section = {k: v.format(root=corpus, tmp=tmp_path) for k, v in corpus_section.items()}
     spec_file = write_spec(tmp_path / "pretrain.yaml", pretrain_spec(corpus, tmp_path / "runs", corpus=section))
-    assert main(["pretrain", str(spec_file)]) == 2
-    assert message in capsys.readouterr().err
+    for command in ("validate", "pretrain"):
+        assert main([command, str(spec_file)]) == 2
+        assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing started, nothing written
 
 
-def test_sequence_files_read_with_invalid_smiles_dropped_and_counted(tmp_path):
-    from jobs.pretrain import corpus_indexes
-
+def test_sequence_files_read_with_invalid_smiles_dropped_and_counted(tmp_path, capsys):
+    # `biomed validate` makes the corpus pass `biomed pretrain` makes before Ray, and reports it.
     _write(tmp_path / "a.smi.gz", "SMILES\nCCO ethanol\nc1ccccc1\nnot_a_smiles\n")
     _write(tmp_path / "b.smi", "CC(=O)O\nCCN\n")
-    spec = parse_pretrain_spec({"name": "m", "family": "smiles", "corpus": {"train_path": str(tmp_path / "*.smi*")}, "model": {"preset": "tiny-bert"}, "storage_path": str(tmp_path)})
-    indexes = corpus_indexes(spec)
-    assert indexes["train"].num_rows + indexes["validation"].num_rows == 4
-    assert indexes["train"].dropped == [{"file": "a.smi.gz", "reason": indexes["train"].dropped[0]["reason"], "count": 1, "first_rows": [2]}]
-    strict = parse_pretrain_spec({**spec.model_dump(mode="json"), "corpus": {"train_path": str(tmp_path / "*.smi*"), "invalid_inputs": "error"}})
-    with pytest.raises(ValueError, match=r"a\.smi\.gz.*1 invalid inputs.*row 2"):
-        corpus_indexes(strict)
+    spec = {"name": "m", "family": "smiles", "corpus": {"train_path": str(tmp_path / "*.smi*")}, "model": {"preset": "tiny-bert"}, "storage_path": str(tmp_path / "runs")}
+    assert main(["validate", str(write_spec(tmp_path / "p.yaml", spec)), "--json"]) == 0
+    corpus = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["corpus"]
+    assert corpus["train"]["rows"] + corpus["validation"]["rows"] == 4
+    assert corpus["train"]["dropped"] == [{"file": "a.smi.gz", "reason": corpus["train"]["dropped"][0]["reason"], "count": 1, "first_rows": [2]}]
+    spec["corpus"]["invalid_inputs"] = "error"
+    assert main(["validate", str(write_spec(tmp_path / "strict.yaml", spec))]) == 2
+    assert re.search(r"a\.smi\.gz.*1 invalid inputs.*row 2", capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_degenerate_vocabulary_is_a_clear_error(tmp_path, capsys):

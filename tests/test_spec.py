@@ -12,7 +12,7 @@ import yaml
 
 from jobs.pretrain_spec import load_pretrain_spec
 from jobs.spec import JobSpec, SpecError, load_spec, parse_spec
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import register_untrained_backbone, tiny_spec, write_spec
 
 
 def _error(raw: dict) -> str:
@@ -133,20 +133,6 @@ def test_schema_describes_every_field():
             assert prop.get("description"), f"{model.get('title')}.{name} has no description"
 
 
-def _register_backbone(storage: Path, name: str, family: str) -> None:
-    """A small real backbone in the registry, as `biomed pretrain` leaves one (untrained weights)."""
-    from biomed.checkpoint import save_model_checkpoint
-    from biomed.encoding import TokenEncoder
-    from biomed.mlm import build_masked_lm, family_tokenizer
-    from biomed.tokenization import SequenceEncoder
-    from jobs.registry import registry_for
-
-    tokenizer = family_tokenizer(family, "wordlevel", ["CCO", "c1ccccc1N", "CC(=O)Cl"], vocab_size=50)
-    folder = storage / "staging" / name
-    save_model_checkpoint(build_masked_lm(preset="tiny-bert", vocab_size=len(tokenizer)), TokenEncoder(SequenceEncoder(input_kind=family, tokenizer=tokenizer)), folder, {"kind": "backbone"})
-    registry_for(storage).register(name=name, model_dir=folder, record={"kind": "backbone", "family": family}, selection={"metric": "val_loss", "mode": "min", "value": 1.0})
-
-
 def test_shipped_configs_validate(tmp_path, monkeypatch):
     # Every config under configs/ is a test case; run from a fresh folder with the packaged data
     # built the way the README does it.
@@ -165,7 +151,7 @@ def test_shipped_configs_validate(tmp_path, monkeypatch):
         if "family" in raw:  # a `biomed pretrain` spec
             spec = load_pretrain_spec(path)
             families.add(spec.family)
-            _register_backbone(Path(spec.storage_path), spec.name, spec.family)  # what running it would register
+            register_untrained_backbone(Path(spec.storage_path), spec.name, spec.family, "wordlevel", ["CCO", "c1ccccc1N", "CC(=O)Cl"])  # what running it would register
         else:
             spec = load_spec(path)
             tasks.add(spec.task.name)
