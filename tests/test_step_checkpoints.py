@@ -1,10 +1,12 @@
 """Step checkpoints: a run killed mid-epoch resumes at the next batch and ends with the weights
-of the same spec run without interruption; validation every N steps feeds the registry's choice."""
+of the same spec run without interruption; validation every N steps feeds the registry's choice.
+bf16 autocast and gradient accumulation ride along: optimizer steps, not batches, count."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -13,6 +15,7 @@ from safetensors.torch import load_file
 from biomed.data import fingerprint_files
 from biomed.synthetic import write_planted_text
 from jobs.spec import parse_spec
+from jobs.splits import load_splits
 from jobs.train import run_name, train
 from jobs.worker import MODEL_DIR, STATE_FILE
 from tests.conftest import committed, run_killed_once, tiny_spec
@@ -23,7 +26,7 @@ EVERY_N_STEPS = 10
 def _spec(data: Path, storage: Path):
     raw = tiny_spec(data, storage, failure={"max_failures": 2})
     raw["data"] = {"train_path": str(data / "train.parquet")}
-    raw["training"] = {**raw["training"], "epochs": 3}
+    raw["training"] = {**raw["training"], "epochs": 3, "precision": "bf16", "gradient_accumulation_steps": 2}
     raw["checkpointing"] = {"every_n_steps": EVERY_N_STEPS, "eval_every_n_steps": 30, "num_to_keep": 2}
     spec = parse_spec(raw)
     return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
@@ -55,7 +58,10 @@ def test_killed_mid_epoch_resumes_at_next_batch_with_same_weights(ray_cluster, t
         with open(folder / "metrics.csv") as f:
             return [int(r["step"]) for r in csv.DictReader(f) if r["kind"] == "step"]
 
-    assert steps(killed_dir) == steps(run_dir) == list(range(1, len(steps(run_dir)) + 1))
+    # Two batches a step: ceil(batches per rank / 2) optimizer steps an epoch, the schedule's too.
+    batches_per_rank = math.ceil(math.ceil(len(load_splits(spec).train) / 2) / 16)
+    assert steps(killed_dir) == steps(run_dir) == list(range(1, 3 * math.ceil(batches_per_rank / 2) + 1))
+    assert state["scheduler"]["last_epoch"] == len(steps(run_dir))
 
     # Selection sees only validated checkpoints (every 30 steps and the last), the same in both.
     for summary in (whole, resumed):
