@@ -194,6 +194,23 @@ def serve_replica_http_targets(app_name: str) -> list[tuple[str, int]]:
     )
 
 
+# Ray 2.60, ray/serve/_private/common.py `DeploymentID.to_replica_actor_class_name`: a Serve
+# replica's actor class is named "ServeReplica:{app}:{deployment}" (Serve's own test utilities
+# find replicas by it); the public State API lists actors with their class names.
+SERVE_REPLICA_CLASS_PREFIX = "ServeReplica:"
+
+
+def resources_per_node() -> dict[str, dict[str, dict[str, float]]]:
+    """{node id: {"total": {...}, "free": {...}}} for every alive node (CPU, GPU and custom
+    resources). Ray 2.60: ray/_private/state.py `total_resources_per_node` and
+    `available_resources_per_node`; the public `ray.available_resources()` sums over the nodes,
+    and a worker's bundle must fit on one node."""
+    from ray._private import state
+
+    total, free = state.total_resources_per_node(), state.available_resources_per_node()
+    return {node: {"total": dict(res), "free": dict(free.get(node, {}))} for node, res in total.items()}
+
+
 def serve_http_host() -> str:
     """The host Serve's HTTP proxy was started on (ray/serve/context.py `_get_global_client()`,
     ray/serve/_private/client.py `ServeControllerClient.http_config`; Ray 2.60)."""

@@ -22,12 +22,13 @@ from biomed.log import get_logger
 from biomed.mlm import family_tokenizer
 from biomed.models import backbone_tokenizer
 from biomed.streams import StreamIndex, scan
+from cluster.capacity import wait_for_capacity
 from cluster.connect import connect
 from jobs.errors import TrainingFailed
 from jobs.pretrain_recipe import corpus_checks, corpus_encoder
 from jobs.pretrain_spec import PretrainSpec
 from jobs.registry import registry_for
-from jobs.trainer import build_trainer, run_name
+from jobs.trainer import build_trainer, run_name, worker_demand
 from jobs.worker import METRICS_FILE, MODEL_DIR
 
 log = get_logger(__name__)
@@ -125,6 +126,7 @@ def pretrain(spec: PretrainSpec, *, address: str | None = None) -> dict:
     passed = time.perf_counter()
     resources = connect(address=address)
     log.info("pretraining %s → %s on %s (%d rows, vocabulary %d)", name, run_dir, resources, indexes["train"].num_rows, len(tokenizer))
+    wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])
     extra = {"tokenizer_dir": str(run_dir / TOKENIZER_DIR), **{f"{role}_index": index.to_dict() for role, index in indexes.items()}}
     try:
         result = build_trainer(spec, name=name, loop="pretrain", extra_config=extra).fit()

@@ -15,6 +15,7 @@ from biomed.checkpoint import Predictor
 from biomed.data import fingerprint_files
 from biomed.log import get_logger
 from biomed.tasks import get_task
+from cluster.capacity import wait_for_capacity
 from cluster.connect import connect
 from jobs.curves import plot_learning_curve
 from jobs.errors import TrainingFailed
@@ -22,7 +23,7 @@ from jobs.registry import registry_for
 from jobs.spec import JobSpec
 from jobs.scoring import first_validation_input, score_test
 from jobs.splits import Splits, load_splits
-from jobs.trainer import build_trainer, run_name
+from jobs.trainer import build_trainer, run_name, worker_demand
 from jobs.worker import METRICS_FILE, MODEL_DIR
 
 log = get_logger(__name__)
@@ -103,6 +104,7 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     connecting = time.perf_counter()
     resources = connect(address=address)
     log.info("run %s → %s on %s", name, run_dir, resources)
+    wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])
     fitting = time.perf_counter()
     try:
         result = build_trainer(spec, name=name, streams=splits.streams()).fit()

@@ -13,6 +13,7 @@ from pathlib import Path
 from ray.train.torch import TorchTrainer
 
 from biomed.log import verbosity as current_verbosity
+from cluster.capacity import Demand
 from cluster.ray_compat import without_unused_datasets_manager
 from jobs.pretrain_spec import PretrainSpec
 from jobs.spec import JobSpec
@@ -39,6 +40,12 @@ def pretrain_fn(config: dict) -> None:
 
 
 LOOPS = {"finetune": train_fn, "pretrain": pretrain_fn}
+
+
+def worker_demand(scaling) -> Demand:
+    """What a run's worker group asks of the cluster (a ScalingSpec's workers, one bundle each)."""
+    gpus = scaling.gpus_per_worker if scaling.use_gpu else 0.0
+    return Demand(what=f"{scaling.num_workers} Train worker(s) (scaling.num_workers)", bundles=scaling.num_workers, cpus=scaling.cpus_per_worker, gpus=gpus, fewer="scaling.num_workers: {n}")
 
 
 def build_trainer(

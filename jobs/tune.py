@@ -16,12 +16,14 @@ from pathlib import Path
 
 from biomed.data import fingerprint_files
 from biomed.log import get_logger, is_verbose, verbosity
+from cluster.capacity import wait_for_capacity
 from cluster.connect import connect
 from cluster.ray_compat import tune_console
 from jobs.errors import TrainingFailed
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
 from jobs.train import backbone_lineage, best_report, score_and_register
+from jobs.trainer import worker_demand
 from jobs.trial import run_trial, search_metric, search_mode, trial_run_name, trial_spec
 from jobs.tune_report import TrialLines, trial_rows, write_results
 
@@ -138,6 +140,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     if not resume and exp_dir.exists():
         raise ValueError(f"search {name} already exists at {exp_dir}: pass --resume to continue it")
     resources = connect(address=address)
+    wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])  # room for one trial at least
     concurrency = trial_concurrency(spec, resources["num_cpus"], resources["num_gpus"])
     if concurrency < spec.tune.max_concurrent_trials:
         log.warning("running %d trials at a time, not %d: that is what %s fits", concurrency, spec.tune.max_concurrent_trials, resources)

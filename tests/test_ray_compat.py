@@ -145,3 +145,14 @@ def test_launcher_config_is_validated_by_rays_schema():
     assert ray_compat.validate_launcher_config(config)["available_node_types"]
     with pytest.raises(ValidationError):
         ray_compat.validate_launcher_config({**config, "max_workerz": 3})
+
+
+def test_serve_replica_class_names_and_per_node_resources(ray_cluster):
+    import ray
+    from ray.serve._private.common import DeploymentID
+
+    assert DeploymentID(name="model", app_name="biomed").to_replica_actor_class_name() == f"{ray_compat.SERVE_REPLICA_CLASS_PREFIX}biomed:model"
+    nodes = ray_compat.resources_per_node()
+    assert list(nodes) == [ray.get_runtime_context().get_node_id()]
+    (node,) = nodes.values()
+    assert node["total"]["CPU"] == 2.0 and 0.0 <= node["free"]["CPU"] <= 2.0
