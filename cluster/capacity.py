@@ -50,8 +50,9 @@ def slots(nodes: list[dict[str, float]], demand: Demand) -> int:
     return count
 
 
-def serve_holdings() -> dict[str, dict[str, float]]:
-    """Per node, the CPUs and GPUs that alive Serve replicas hold (empty without the State API)."""
+def serve_holdings(*, except_app: str | None = None) -> dict[str, dict[str, float]]:
+    """Per node, the CPUs and GPUs that alive Serve replicas hold, leaving out those of
+    `except_app` (a deployment replaces its own); empty without the State API."""
     from ray.util.state import list_actors
 
     try:
@@ -60,13 +61,26 @@ def serve_holdings() -> dict[str, dict[str, float]]:
         log.debug("cannot list actors: %s", error)
         return {}
     held: dict[str, dict[str, float]] = {}
+    prefix, skipped = ray_compat.SERVE_REPLICA_CLASS_PREFIX, f"{ray_compat.SERVE_REPLICA_CLASS_PREFIX}{except_app}:"
     for actor in actors:
-        if actor.class_name.startswith(ray_compat.SERVE_REPLICA_CLASS_PREFIX) and actor.node_id:
+        if actor.class_name.startswith(prefix) and not (except_app and actor.class_name.startswith(skipped)) and actor.node_id:
             node = held.setdefault(actor.node_id, {"CPU": 0.0, "GPU": 0.0, "replicas": 0})
             for key in ("CPU", "GPU"):
                 node[key] += float((actor.required_resources or {}).get(key, 0.0))
             node["replicas"] += 1
     return held
+
+
+def _reclaimed(per_node: dict, app: str | None) -> dict:
+    """`per_node` with what the replicas of `app` hold counted as free: its deployment replaces them."""
+    if app is None:
+        return per_node
+    every, others = serve_holdings(), serve_holdings(except_app=app)
+    out = {}
+    for node, v in per_node.items():
+        mine = {k: every.get(node, {}).get(k, 0.0) - others.get(node, {}).get(k, 0.0) for k in ("CPU", "GPU")}
+        out[node] = {"total": v["total"], "free": {**v["free"], **{k: v["free"].get(k, 0.0) + mine[k] for k in mine}}}
+    return out
 
 
 def _sum(nodes, key: str) -> float:
@@ -102,16 +116,20 @@ def _refusal(demand: Demand, per_node: dict, serve: dict) -> str:
     return "; ".join(parts)
 
 
-def wait_for_capacity(demand: Demand, *, fixed_size: bool, progress_s: float = 30.0, poll_s: float = 0.5) -> float:
+def wait_for_capacity(demand: Demand, *, fixed_size: bool, replacing_app: str | None = None, progress_s: float = 30.0, poll_s: float = 0.5) -> float:
     """Return once the alive nodes have the demand free (seconds waited). On a `fixed_size`
     cluster, raise ResourcesError at once when it cannot fit even after every job but the Serve
-    replicas has finished; else wait, logging what it waits for every `progress_s`."""
+    replicas has finished; else wait, logging what it waits for every `progress_s`.
+    `replacing_app`: a Serve app being redeployed, whose replicas' resources count as free."""
     started = last_line = time.monotonic()
     while True:
         per_node = ray_compat.resources_per_node()
         if slots([v["free"] for v in per_node.values()], demand) >= demand.bundles:
             return time.monotonic() - started
-        serve = serve_holdings()
+        per_node = _reclaimed(per_node, replacing_app)
+        if slots([v["free"] for v in per_node.values()], demand) >= demand.bundles:
+            return time.monotonic() - started
+        serve = serve_holdings(except_app=replacing_app)
         without_serve = [{k: v["total"].get(k, 0.0) - serve.get(node, {}).get(k, 0.0) for k in ("CPU", "GPU")} for node, v in per_node.items()]
         if fixed_size and slots(without_serve, demand) < demand.bundles:
             raise ResourcesError(_refusal(demand, per_node, serve))

@@ -279,3 +279,18 @@ def test_cli_deploy_status_shutdown_on_a_local_head(served, tmp_path):
         os.kill(head["pid"], 0)
     with pytest.raises(httpx.ConnectError):
         httpx.get(deployed["url"] + "/openapi.json", timeout=2)
+
+
+def test_a_deployment_too_big_for_the_cluster_is_refused_and_the_running_one_kept(served):
+    from cluster.resources import ResourcesError
+    from serving.deploy import deploy
+
+    # Its own replicas would be replaced, so they count as free; 3 CPUs is more than the cluster has.
+    expected = r"1 Serve replica\(s\) \(serve.min_replicas, at least 1\) need 1 x \(3 CPU\): \S+ of 2 CPUs are free on 1 node\(s\); the cluster holds at most 0 in all"
+    with pytest.raises(ResourcesError, match=expected):
+        deploy(["planted"], storage_path=served["storage"], overrides={**served["settings"], "num_cpus_per_replica": 3})
+    from ray import serve
+
+    from serving.config import APP_NAME
+
+    assert serve.status().applications[APP_NAME].status == "RUNNING"  # the deployed app untouched
