@@ -56,6 +56,12 @@ def check_ray_version(version: str | None = None) -> str:
 # 10.6-12.2 s at 0.5 s, 9.2-9.9 s at 0.1 s; it also notices a dead worker sooner. The controller
 # inherits it from the driver's environment.
 TRAIN_HEALTH_CHECK_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+# Ray 2.60, ray/train/v2/_internal/constants.py (WORKER_GROUP_START_TIMEOUT_S_ENV_VAR, default
+# 60 s). How long the controller waits for a worker group's placement before it logs the timeout
+# and tries again (a controller error, retried without limit). After a node is lost, an elastic
+# run's first restart may still count the dead node's resources (Ray Data's autoscaling
+# coordinator refreshes them every 20 s) and then waits out this whole timeout.
+TRAIN_WORKER_GROUP_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 # Ray 2.60, ray/train/v2/_internal/constants.py (ENABLE_PREEMPTION_WATCHER_ENV_VAR, default on).
 # One more actor process per run that watches for drained nodes; on the embedded single-node
 # cluster a drained node is the whole cluster, so it has nothing to save there.

@@ -107,10 +107,13 @@ def check_scaling_fits(scaling, shapes: list[NodeShape], *, source: str) -> dict
         if gpus > 0:
             per_node = min(per_node, math.floor(s.num_gpus / gpus + 1e-9))
         slots += per_node * s.count
-    if scaling.num_workers > slots:
+    # An elastic run needs room for its minimum; it grows into what else there is.
+    if scaling.min_workers > slots:
         need = f"{_num(cpus)} CPUs" + (f" + {_num(gpus)} GPUs" if gpus else "")
-        raise ResourcesError(f"scaling.num_workers={scaling.num_workers}: {source} holds at most {slots} workers of {need} each")
-    return {"num_workers": scaling.num_workers, "worker_slots": slots, "cpus_per_worker": cpus, "gpus_per_worker": gpus}
+        shown = list(scaling.num_workers) if scaling.elastic else scaling.num_workers
+        raise ResourcesError(f"scaling.num_workers={shown}: {source} holds at most {slots} workers of {need} each")
+    workers = min(scaling.max_workers, slots)
+    return {"num_workers": workers, "worker_slots": slots, "cpus_per_worker": cpus, "gpus_per_worker": gpus}
 
 
 def _num(value: float) -> str:

@@ -19,7 +19,8 @@ from biomed.mlm import TOKENIZER_KINDS
 from biomed.models import BACKBONES, PackagedBackbone, TinyBertPreset
 from biomed.seqfiles import SEQUENCE_COLUMN
 from biomed.streams import check_files, resolve_files
-from jobs.spec import CheckpointSpec, FailureSpec, ScalingSpec, read_spec_file, validate_spec
+from jobs.scaling_spec import ScalingSpec
+from jobs.spec import CheckpointSpec, FailureSpec, read_spec_file, validate_spec
 from jobs.spec_base import _RunSpec, _Spec
 
 FAMILIES = ("smiles", "dna", "protein", "text")
@@ -115,6 +116,7 @@ class PretrainSpec(_RunSpec):
     @model_validator(mode="after")
     def _consistent(self) -> PretrainSpec:
         kinds = TOKENIZER_KINDS[self.family]
+        self.scaling.check_checkpointing(self.checkpointing)
         if self.model.backbone is not None:
             takes = BACKBONES[self.model.backbone].input_kinds
             if self.family not in takes:

@@ -65,6 +65,8 @@ class FineTuneRecipe:
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
+        # Where this attempt's ranks run, in rank order (the run summary and metrics.csv show it).
+        self.node_ids = gather(ray.get_runtime_context().get_node_id(), self.world)
         torch.manual_seed(self.spec.training.seed)
         self._setup_data()
         self._setup_model()
@@ -279,6 +281,7 @@ class FineTuneRecipe:
             "epoch": epoch + 1 if end_of_epoch else epoch + batches_done / self.num_batches,
             "step": self.scheduler.last_epoch,
             "train_loss": float(total[0] / max(float(total[1]), 1.0)),
+            "examples": float(total[1]),
             # A resume point still names the selection metric, as NaN: Ray Train ranks it below every
             # score (so it goes first) instead of warning on each report, and selection skips it.
             **({f"val_{k}": v for k, v in scores.items()} if scores else {f"val_{self.spec.metric}": float("nan")}),
@@ -291,6 +294,8 @@ class FineTuneRecipe:
             # and when it started (start-up cost accounting).
             "setup_seconds": self.setup_seconds,
             "train_fn_started_at": self.entered_at,
+            "world_size": self.world,
+            "worker_node_ids": self.node_ids,
         }
 
     def _record_epoch(self, epoch: int, metrics: dict, scores: dict | None) -> None:
@@ -298,6 +303,9 @@ class FineTuneRecipe:
             "kind": "epoch", "epoch": epoch + 1, "train_loss": round(metrics["train_loss"], 6), "val_metric": self.spec.metric,
             "value": (scores or {}).get(self.spec.metric), "samples_per_s": round(metrics["train_samples_per_s"], 3),
             "epoch_seconds": round(metrics["epoch_seconds"], 4),
+            # Examples trained on in this epoch over all ranks, and by how many: an epoch redone
+            # after a resize counts once, at the size that finished it.
+            "examples": int(metrics["examples"]), "world_size": self.world,
         })
 
 

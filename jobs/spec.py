@@ -22,6 +22,7 @@ from jobs.data_spec import DataSpec
 from jobs.spec_base import _RunSpec, _Spec, _absolute
 from jobs.tune_spec import TuneSpec
 from jobs.serve_spec import ServeSpec
+from jobs.scaling_spec import ScalingSpec
 
 
 class TaskSpec(_Spec):
@@ -151,13 +152,6 @@ class TrainingSpec(_Spec):
     )
 
 
-class ScalingSpec(_Spec):
-    num_workers: int = Field(default=1, ge=1, le=4096, description="Data-parallel (DDP) training workers; each sees its own shard of every epoch.")
-    use_gpu: bool = Field(default=False, description="Give each worker GPUs and train on CUDA.")
-    cpus_per_worker: float = Field(default=1.0, gt=0.0, description="CPUs reserved per worker (also its torch thread count).")
-    gpus_per_worker: float = Field(default=1.0, ge=0.0, description="GPUs reserved per worker when use_gpu is true.")
-
-
 class CheckpointSpec(_Spec):
     num_to_keep: int = Field(default=2, ge=1, description="Checkpoints kept by the selection metric (the latest is always kept too, for resuming).")
     metric: str | None = Field(default=None, description="Validation metric that selects the best checkpoint. Omitted: the task's default (macro_f1 for text, auroc for other classification, rmse for regression, c_index for survival).")
@@ -191,6 +185,7 @@ class JobSpec(_RunSpec):
     @model_validator(mode="after")
     def _labels_and_metric(self) -> "JobSpec":
         task = get_task(self.task.name)
+        self.scaling.check_checkpointing(self.checkpointing)
         self._check_data_for(task)
         self._check_model_for(task)
         metric = self.checkpointing.metric

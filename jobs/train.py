@@ -123,6 +123,8 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
         "data": splits.report,
         "metrics_csv": str(run_dir / METRICS_FILE),
         "learning_curve_png": str(curve_png) if curve_png else None,
+        # The ranks of the attempt that finished: how many, and on which nodes (rank order).
+        "workers": {"world_size": (result.metrics or {}).get("world_size"), "node_ids": (result.metrics or {}).get("worker_node_ids")},
         # Start-up accounting of the attempt that finished (bench/train_overhead.py uses it).
         "last_attempt": {k: (result.metrics or {}).get(k) for k in ("train_fn_started_at", "setup_seconds")},
         "timing_s": {

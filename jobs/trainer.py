@@ -45,7 +45,9 @@ LOOPS = {"finetune": train_fn, "pretrain": pretrain_fn}
 def worker_demand(scaling) -> Demand:
     """What a run's worker group asks of the cluster (a ScalingSpec's workers, one bundle each)."""
     gpus = scaling.gpus_per_worker if scaling.use_gpu else 0.0
-    return Demand(what=f"{scaling.num_workers} Train worker(s) (scaling.num_workers)", bundles=scaling.num_workers, cpus=scaling.cpus_per_worker, gpus=gpus, fewer="scaling.num_workers: {n}")
+    # An elastic run starts once its minimum fits: Ray Train takes what is there, up to the maximum.
+    what = f"{scaling.min_workers} Train worker(s) ({'the minimum of ' if scaling.elastic else ''}scaling.num_workers)"
+    return Demand(what=what, bundles=scaling.min_workers, cpus=scaling.cpus_per_worker, gpus=gpus, fewer="scaling.num_workers: {n}")
 
 
 def build_trainer(
@@ -80,7 +82,10 @@ def build_trainer(
             "streams": streams or None,
             **(extra_config or {}),
         },
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(
+            num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources, placement_strategy=s.placement_strategy,
+            elastic_resize_monitor_interval_s=s.resize_check_interval_s,
+        ),
         run_config=RunConfig(
             name=name,
             storage_path=spec.storage_path,

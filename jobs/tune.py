@@ -74,9 +74,9 @@ def _search_alg(spec: JobSpec, concurrency: int):
 def trial_concurrency(spec: JobSpec, cluster_cpus: float, cluster_gpus: float) -> int:
     """Concurrent trials that fit the cluster: a trial whose workers cannot start in time fails."""
     s = spec.scaling
-    fits = int(cluster_cpus // (s.num_workers * s.cpus_per_worker))
+    fits = int(cluster_cpus // (s.max_workers * s.cpus_per_worker))
     if s.use_gpu:
-        fits = min(fits, int(cluster_gpus // (s.num_workers * s.gpus_per_worker)))
+        fits = min(fits, int(cluster_gpus // (s.max_workers * s.gpus_per_worker)))
     return max(1, min(spec.tune.max_concurrent_trials, fits))
 
 

@@ -29,7 +29,7 @@ from jobs.splits import input_validator
 STATE_FILE = "training_state.pt"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.csv"
-CURVE_FIELDS = ("kind", "epoch", "step", "train_loss", "learning_rate", "val_metric", "value", "samples_per_s", "epoch_seconds", "checkpoint_seconds")
+CURVE_FIELDS = ("kind", "epoch", "step", "train_loss", "learning_rate", "val_metric", "value", "samples_per_s", "epoch_seconds", "checkpoint_seconds", "examples", "world_size")
 
 
 def validation_outputs(model, encoded, rows: np.ndarray, *, spec: JobSpec, device, dtype) -> np.ndarray:

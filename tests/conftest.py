@@ -53,19 +53,29 @@ def write_spec(path: Path, spec: dict) -> Path:
     return path
 
 
+def ray_test_env() -> None:
+    """The environment `biomed train` gives the embedded Ray it starts (Train's controller polls
+    its workers every 0.1 s instead of 2 s), so the tests run what users run."""
+    from cluster.connect import WORKER_ENV
+    from cluster.ray_compat import serve_cluster_env, train_driver_env
+
+    os.environ.update({**WORKER_ENV, **serve_cluster_env(), **train_driver_env(local=True)})
+
+
+def start_session_ray() -> None:
+    import ray
+
+    ray_test_env()
+    # The dashboard backs the State API that Ray Train V2's placement-group cleaner polls; without
+    # it a trial stopped by ASHA leaks its workers' reservation and later trials starve.
+    ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     import ray
 
-    from cluster.connect import WORKER_ENV
-    from cluster.ray_compat import serve_cluster_env, train_driver_env
-
-    # The environment `biomed train` gives the embedded Ray it starts (Train's controller polls its
-    # workers every 0.1 s instead of 2 s), so the tests run what users run.
-    os.environ.update({**WORKER_ENV, **serve_cluster_env(), **train_driver_env(local=True)})
-    # The dashboard backs the State API that Ray Train V2's placement-group cleaner polls; without
-    # it a trial stopped by ASHA leaks its workers' reservation and later trials starve.
-    ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True)
+    start_session_ray()
     yield ray
     ray.shutdown()
 

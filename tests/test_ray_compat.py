@@ -50,6 +50,7 @@ def test_train_env_var_names_are_rays():
     from ray.train.v2._internal import constants
 
     assert constants.HEALTH_CHECK_INTERVAL_S_ENV_VAR == ray_compat.TRAIN_HEALTH_CHECK_INTERVAL_ENV
+    assert constants.WORKER_GROUP_START_TIMEOUT_S_ENV_VAR == ray_compat.TRAIN_WORKER_GROUP_START_TIMEOUT_ENV
     assert constants.ENABLE_PREEMPTION_WATCHER_ENV_VAR == ray_compat.TRAIN_PREEMPTION_WATCHER_ENV
     assert ray_compat.train_driver_env(local=True) == {ray_compat.TRAIN_HEALTH_CHECK_INTERVAL_ENV: "0.1", ray_compat.TRAIN_PREEMPTION_WATCHER_ENV: "0"}
     assert ray_compat.TRAIN_PREEMPTION_WATCHER_ENV not in ray_compat.train_driver_env(local=False)
