@@ -17,6 +17,7 @@ import torch
 
 import biomed.pooling  # noqa: F401  (registers the mean-pooled BERT with the Auto classes)
 import biomed.tabular  # noqa: F401  (registers the MLP with the Auto classes)
+from biomed.devices import autocast_dtype, batch_to_device
 from biomed.encoding import Encoder, load_encoder
 from biomed.inputs import validator_from_dict
 from biomed.tasks import get_task
@@ -48,7 +49,7 @@ def raw_outputs(model, encoded, rows: np.ndarray, *, batch_size: int, device=Non
     order = length_sorted_batches(len(rows), [lengths[r] for r in rows], batch_size)
     out = None
     for batch_pos in order:
-        batch = {k: v.to(device) for k, v in encoded.batch(rows[batch_pos]).items()}
+        batch = batch_to_device(encoded.batch(rows[batch_pos]), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**batch).logits.float().cpu().numpy()
         if out is None:
@@ -64,7 +65,7 @@ class Predictor:
     units, or log-risk scores (N,).
     """
 
-    def __init__(self, *, directory: str | Path, batch_size: int = 32):
+    def __init__(self, *, directory: str | Path, batch_size: int = 32, device: str = "cpu", precision: str = "fp32"):
         from transformers import AutoModelForSequenceClassification
 
         self.directory = Path(directory)
@@ -75,7 +76,10 @@ class Predictor:
         self.batch_size = batch_size
         self.encoder = load_encoder(self.directory, self.metadata)
         self.validator = validator_from_dict(self.metadata.get("validator", {"kind": "text"}))
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.directory, use_safetensors=True).eval()
+        self.device = torch.device(device)
+        # Reduced precision only on CUDA (autocast_dtype is None on CPU): CPU replicas stay fp32.
+        self.dtype = autocast_dtype(precision, self.device)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.directory, use_safetensors=True).eval().to(self.device)
 
     def validate(self, inputs: list) -> list:
         """Normalised inputs, or InvalidInputs naming each bad one (the training-time check)."""
@@ -85,7 +89,7 @@ class Predictor:
         if not validated:
             inputs = self.validate(inputs)
         encoded = self.encoder.encode(inputs, max_length=self.max_length)
-        outputs = raw_outputs(self.model, encoded, np.arange(len(inputs)), batch_size=self.batch_size)
+        outputs = raw_outputs(self.model, encoded, np.arange(len(inputs)), batch_size=self.batch_size, device=self.device, dtype=self.dtype)
         return self.task.target.predictions(outputs, self.metadata.get("target_scaling"))
 
     def describe(self, prediction: np.ndarray | float) -> dict:

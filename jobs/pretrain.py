@@ -23,6 +23,7 @@ from biomed.mlm import family_tokenizer
 from biomed.models import backbone_tokenizer
 from biomed.streams import StreamIndex, scan
 from cluster.capacity import wait_for_capacity
+from cluster.storage import check_storage_shared
 from cluster.connect import connect
 from jobs.errors import TrainingFailed
 from jobs.pretrain_recipe import corpus_checks, corpus_encoder
@@ -126,6 +127,7 @@ def pretrain(spec: PretrainSpec, *, address: str | None = None) -> dict:
     passed = time.perf_counter()
     resources = connect(address=address)
     log.info("pretraining %s → %s on %s (%d rows, vocabulary %d)", name, run_dir, resources, indexes["train"].num_rows, len(tokenizer))
+    check_storage_shared(spec.storage_path, given=spec.storage_given)
     wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])
     extra = {"tokenizer_dir": str(run_dir / TOKENIZER_DIR), **{f"{role}_index": index.to_dict() for role, index in indexes.items()}}
     try:

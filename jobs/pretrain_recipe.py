@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from biomed.batching import steps_per_epoch
 from biomed.data import Columns
+from biomed.devices import batch_to_device
 from biomed.encoding import TokenEncoder
 from biomed.inputs import sequence_validator
 from biomed.log import get_logger
@@ -158,7 +159,7 @@ class PretrainRecipe:
     def _step(self, epoch: int, index: int, batch: dict) -> tuple[float, int]:
         inputs, labels = self._masked(batch, epoch, index, self.rank)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            out = self.model(input_ids=inputs.to(self.device), attention_mask=batch["attention_mask"].to(self.device), labels=labels.to(self.device))
+            out = self.model(**batch_to_device({"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels}, self.device))
         self.scaler.scale(out.loss).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.training.max_grad_norm)
@@ -183,7 +184,7 @@ class PretrainRecipe:
                 inputs, labels = self._masked(batch, 1_000_003, unit, first)
                 # The bare module: DDP's forward syncs buffers, a collective, and ranks hold different units.
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-                    out = self.core(input_ids=inputs.to(self.device), attention_mask=batch["attention_mask"].to(self.device), labels=labels.to(self.device))
+                    out = self.core(**batch_to_device({"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels}, self.device))
                 correct, masked = masked_accuracy(out.logits.float().cpu(), labels)
                 if masked:
                     totals += torch.tensor([out.loss.item() * masked, correct, masked], dtype=torch.float64)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from biomed.batching import steps_per_epoch
+from biomed.devices import batch_to_device, to_device
 from biomed.encoding import build_encoder
 from biomed.log import get_logger
 from biomed.models import backbone_tokenizer, build_classifier
@@ -187,8 +188,8 @@ class FineTuneRecipe:
         t = self.spec.training
         # Gradients all-reduce only on the micro-batch that ends an accumulation window.
         last_micro = (index + 1) % t.gradient_accumulation_steps == 0 or index == self.num_batches - 1
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        targets = targets.to(self.device)
+        batch = batch_to_device(batch, self.device)
+        targets = to_device(targets, self.device)
         sync = contextlib.nullcontext() if (last_micro or self.world == 1) else self.model.no_sync()
         with sync:
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
@@ -295,7 +296,11 @@ class FineTuneRecipe:
             "setup_seconds": self.setup_seconds,
             "train_fn_started_at": self.entered_at,
             "world_size": self.world,
-            "worker_node_ids": self.node_ids,
+            # One string, not a list: Tune's loggers and result tables take scalars only.
+            "worker_node_ids": ",".join(self.node_ids),
+            # Where the ranks computed: "cuda:0" with nccl on GPU workers, "cpu" with gloo.
+            "worker_device": str(self.device),
+            "collective_backend": dist.get_backend() if dist.is_initialized() else "none",
         }
 
     def _record_epoch(self, epoch: int, metrics: dict, scores: dict | None) -> None:

@@ -7,6 +7,8 @@ the jobs core, below `serving/`, because the job spec holds it as its `serve:` s
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 class ServeSpec(BaseModel):
@@ -14,6 +16,12 @@ class ServeSpec(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="Address the HTTP proxy binds to. 127.0.0.1 keeps it off the network; 0.0.0.0 exposes it.")
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        default="EveryNode", description="Where Serve runs its HTTP proxies (Ray's proxy_location): on every node, so a load balancer can spread over them, or on the head only (one address; also when several nodes share one host and port).",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32", description="Inference precision on a GPU replica: fp32, or bf16/fp16 autocast (about half the memory traffic); bf16/fp16 need num_gpus_per_replica > 0. The golden check then allows 2% of the value.",
+    )
     min_replicas: int = Field(default=1, ge=0, description="Autoscaling floor (0 scales to zero when idle; the first request then waits for a replica).")
     max_replicas: int = Field(default=2, ge=1, description="Autoscaling ceiling.")
     target_ongoing_requests: float = Field(default=4.0, gt=0, description="Requests in flight per replica the autoscaler aims for.")
@@ -36,6 +44,8 @@ class ServeSpec(BaseModel):
     def _replicas(self) -> ServeSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+        if self.precision != "fp32" and self.num_gpus_per_replica == 0:
+            raise ValueError(f"precision {self.precision!r} needs num_gpus_per_replica > 0: CPU replicas run fp32 (reduced precision is slower there)")
         return self
 
     def autoscaling_config(self) -> dict:

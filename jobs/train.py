@@ -16,6 +16,7 @@ from biomed.data import fingerprint_files
 from biomed.log import get_logger
 from biomed.tasks import get_task
 from cluster.capacity import wait_for_capacity
+from cluster.storage import check_storage_shared
 from cluster.connect import connect
 from jobs.curves import plot_learning_curve
 from jobs.errors import TrainingFailed
@@ -104,6 +105,7 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     connecting = time.perf_counter()
     resources = connect(address=address)
     log.info("run %s → %s on %s", name, run_dir, resources)
+    check_storage_shared(spec.storage_path, given=spec.storage_given)
     wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])
     fitting = time.perf_counter()
     try:
@@ -123,8 +125,7 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
         "data": splits.report,
         "metrics_csv": str(run_dir / METRICS_FILE),
         "learning_curve_png": str(curve_png) if curve_png else None,
-        # The ranks of the attempt that finished: how many, and on which nodes (rank order).
-        "workers": {"world_size": (result.metrics or {}).get("world_size"), "node_ids": (result.metrics or {}).get("worker_node_ids")},
+        "workers": workers_of(result.metrics or {}),
         # Start-up accounting of the attempt that finished (bench/train_overhead.py uses it).
         "last_attempt": {k: (result.metrics or {}).get(k) for k in ("train_fn_started_at", "setup_seconds")},
         "timing_s": {
@@ -134,4 +135,14 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
             "score_and_register": round(time.perf_counter() - fitted, 3),
             "total": round(time.perf_counter() - started, 3),
         },
+    }
+
+
+def workers_of(metrics: dict) -> dict:
+    """The ranks of the attempt that finished: how many, on which nodes (rank order), on what device."""
+    return {
+        "world_size": metrics.get("world_size"),
+        "node_ids": (metrics.get("worker_node_ids") or "").split(","),
+        "device": metrics.get("worker_device"),
+        "collective_backend": metrics.get("collective_backend"),
     }

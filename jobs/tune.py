@@ -17,6 +17,7 @@ from pathlib import Path
 from biomed.data import fingerprint_files
 from biomed.log import get_logger, is_verbose, verbosity
 from cluster.capacity import wait_for_capacity
+from cluster.storage import check_storage_shared
 from cluster.connect import connect
 from cluster.ray_compat import tune_console
 from jobs.errors import TrainingFailed
@@ -140,6 +141,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     if not resume and exp_dir.exists():
         raise ValueError(f"search {name} already exists at {exp_dir}: pass --resume to continue it")
     resources = connect(address=address)
+    check_storage_shared(spec.storage_path, given=spec.storage_given)
     wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])  # room for one trial at least
     concurrency = trial_concurrency(spec, resources["num_cpus"], resources["num_gpus"])
     if concurrency < spec.tune.max_concurrent_trials:
@@ -195,5 +197,7 @@ def _trial_summaries(rows: list[dict], key: str) -> list[dict]:
             "stopped_early": last["epoch"] < last["planned_epochs"],
             f"last_{key}": last[key],
             "status": last["status"],
+            # Every node its workers ran on, over its attempts (a trial retried elsewhere has more).
+            "node_ids": sorted({n for r in trial for n in (r.get("worker_node_ids") or "").split(",") if n}),
         })
     return out

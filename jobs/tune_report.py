@@ -17,7 +17,7 @@ from jobs.spec import JobSpec
 log = get_logger(__name__)
 
 # Besides every validation metric of the task (val_*), whatever the family.
-REPORTED = ("epoch", "train_loss", "train_seconds", "epoch_seconds", "time_total_s", "checkpoint_path")
+REPORTED = ("epoch", "train_loss", "train_seconds", "epoch_seconds", "time_total_s", "checkpoint_path", "world_size", "worker_node_ids")
 
 
 class TrialLines(tune.Callback):

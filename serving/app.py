@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from biomed.checkpoint import Predictor
+from biomed.devices import inference_device
 from jobs.registry import REF_PATTERN, RegistryError, parse_ref, registry_for
 from serving.auth import authorized
 from jobs.serve_spec import ServeSpec
@@ -31,6 +32,9 @@ from serving.schemas import TASK_SCHEMAS, InputError, PredictResponse, openapi_r
 
 # Probabilities may differ in the last float32 bits across thread counts (reduction order).
 GOLDEN_ATOL = 1e-4
+# bf16 keeps 8 mantissa bits (about 0.4% per value), fp16 10; a forward pass compounds that, so
+# a reduced-precision replica may differ by 2% of the value (at least 0.02 absolute).
+GOLDEN_RTOL_REDUCED = 2e-2
 
 app = FastAPI(
     title="biomed inference",
@@ -59,8 +63,11 @@ def golden_check(model: LoadedModel) -> None:
     if not probe:
         raise GoldenCheckFailed(f"{model.model_id} has no probe prediction in the registry; register it again")
     got = model.predictor.probe(probe["input"])
-    gap = float(np.abs(np.asarray(got["prediction"]) - np.asarray(probe["prediction"])).max())
-    if got.get("label") != probe.get("label") or gap > GOLDEN_ATOL:
+    expected = np.asarray(probe["prediction"])
+    gap = float(np.abs(np.asarray(got["prediction"]) - expected).max())
+    # The probe was recorded in fp32; a bf16/fp16 replica is held to its precision's tolerance.
+    atol = GOLDEN_ATOL if model.predictor.dtype is None else GOLDEN_RTOL_REDUCED * max(1.0, float(np.abs(expected).max()))
+    if got.get("label") != probe.get("label") or gap > atol:
         raise GoldenCheckFailed(f"{model.model_id} predicted {got.get('label', got['prediction'])} (max gap {gap:.2e}) for the probe; the registry recorded {probe.get('label', probe['prediction'])}")
 
 
@@ -97,7 +104,10 @@ class ModelServer:
 
     async def _load_model(self, model_id: str) -> LoadedModel:
         entry = self._registry.get(model_id)
-        predictor = await asyncio.to_thread(Predictor, directory=entry["path"], batch_size=self._settings.max_batch_size * 4)
+        device = inference_device(self._settings.num_gpus_per_replica)
+        predictor = await asyncio.to_thread(
+            Predictor, directory=entry["path"], batch_size=self._settings.max_batch_size * 4, device=str(device), precision=self._settings.precision,
+        )
         model = LoadedModel(name=entry["name"], version=entry["version"], entry=entry, predictor=predictor)
         await asyncio.to_thread(golden_check, model)
         return model

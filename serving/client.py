@@ -1,4 +1,4 @@
-"""Python client for the inference endpoint, with retries on 503/429 that honour Retry-After."""
+"""Python client for the inference endpoint, with retries (honouring Retry-After) on back-pressure and on replicas lost mid-request."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ class Client:
     over them, and a refused connection (a replica scaled away) moves on to the next one.
     """
 
-    RETRY_STATUSES = (429, 503)
+    # 429/503: Serve's back-pressure (with Retry-After). 500/502/504: the replica or proxy died
+    # with the request in flight (measured: a node lost under load answered its 2 in-flight
+    # requests 500). Predictions have no side effects, so asking again is safe.
+    RETRY_STATUSES = (429, 500, 502, 503, 504)
 
     def __init__(self, url: str | Sequence[str] = "http://127.0.0.1:8000", *, token: str | None = None, max_retries: int = 5, max_backoff_s: float = 10.0, timeout_s: float = 60.0):
         urls = [url] if isinstance(url, str) else list(url)

@@ -80,7 +80,10 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
     # Per-request access logs cost the proxy and the replica a formatted log line each; errors
     # and warnings are still logged.
     quiet = {"log_level": "WARNING", "enable_access_log": False}
-    serve.start(http_options={"host": settings.host, "port": settings.port, "request_timeout_s": settings.request_timeout_s}, logging_config=quiet)
+    serve.start(
+        http_options={"host": settings.host, "port": settings.port, "request_timeout_s": settings.request_timeout_s},
+        proxy_location=settings.proxy_location, logging_config=quiet,
+    )
     app = ModelServer.options(
         autoscaling_config=settings.autoscaling_config(),
         max_ongoing_requests=settings.max_ongoing_requests,

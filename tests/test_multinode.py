@@ -8,13 +8,17 @@ joins one cluster at a time.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from jobs.spec import parse_spec
+from jobs.worker import STATE_FILE
 from conftest import latest_committed, ray_test_env, start_session_ray, tiny_spec
 
 NODE_ARGS = {"num_cpus": 1, "object_store_memory": 100 * 1024**2}
@@ -77,6 +81,12 @@ def epoch_rows(run_dir: Path) -> list[dict]:
         return [r for r in csv.DictReader(f) if r["kind"] == "epoch"]
 
 
+def committed_metrics(run_dir: Path) -> dict:
+    """The metrics reported with a Train run's latest committed checkpoint."""
+    snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    return snapshot["latest_checkpoint_result"]["metrics"]
+
+
 def in_thread(call) -> tuple[threading.Thread, dict]:
     outcome: dict = {}
 
@@ -99,16 +109,28 @@ def wait_until(condition, *, timeout_s: float, what: str, runner: threading.Thre
         time.sleep(0.1)
 
 
-def test_spread_places_one_worker_per_node_and_registers_a_usable_model(nodes, planted_dir, tmp_path):
-    from jobs.spec import parse_spec
+@pytest.fixture(scope="module")
+def spread_run(nodes, planted_dir, tmp_path_factory) -> dict:
+    """A 2-worker SPREAD run, registered (the Serve test serves it)."""
     from jobs.train import train
 
-    spec = tiny_spec(planted_dir, tmp_path, training={**tiny_spec(planted_dir, tmp_path)["training"], "epochs": 3}, scaling={"num_workers": 2, "placement_strategy": "SPREAD"})
-    summary = train(parse_spec(spec))
+    storage = tmp_path_factory.mktemp("spread")
+    spec = tiny_spec(planted_dir, storage, training={**tiny_spec(planted_dir, storage)["training"], "epochs": 3}, scaling={"num_workers": 2, "placement_strategy": "SPREAD"})
+    return {"summary": train(parse_spec(spec)), "storage": storage, "worker_ids": set(nodes.worker_ids)}
+
+
+def test_spread_places_one_worker_per_node_and_registers_a_usable_model(spread_run):
+    from biomed.checkpoint import Predictor
+
+    summary, nodes_then = spread_run["summary"], spread_run["worker_ids"]
     assert summary["workers"]["world_size"] == 2
-    assert set(summary["workers"]["node_ids"]) == nodes.worker_ids  # one rank on each worker node
+    assert set(summary["workers"]["node_ids"]) == nodes_then  # one rank on each worker node
+    assert (summary["workers"]["device"], summary["workers"]["collective_backend"]) == ("cpu", "gloo")
     assert summary["registered"]["version"] == 1
     assert summary["test_metrics"]["accuracy"] > 0.9
+    # The registered folder is what a single-node run registers: it loads and predicts anywhere.
+    predictor = Predictor(directory=Path(summary["registered"]["path"]))
+    assert predictor.describe(predictor.predict(["a clinical note"])[0])["label"] in {"cardiac", "renal", "hepatic"}
 
 
 # Long enough on one worker for the node added back to be seen (Ray Data's autoscaling coordinator,
@@ -172,3 +194,104 @@ def test_fixed_size_run_waits_for_a_lost_node_and_resumes_when_it_returns(nodes,
     assert waited_at[-1] < 4
     assert set(summary["workers"]["node_ids"]) == nodes.worker_ids
     assert summary["test_metrics"]["accuracy"] > 0.9
+
+
+def test_search_trials_run_on_both_nodes_and_a_trial_on_a_lost_node_resumes_from_its_checkpoint(nodes, planted_dir, tmp_path):
+    from biomed.data import fingerprint_files
+    from jobs.trial import trial_run_name, trial_spec
+    from jobs.tune import experiment_name, tune_search
+
+    base = tiny_spec(planted_dir, tmp_path, name="planted-search", scaling={"num_workers": 1})
+    raw = {
+        **base, "training": {**base["training"], "epochs": 5}, "failure": {"max_failures": 1},
+        # A planted best: at 1e-5 the tiny BERT barely moves in 5 epochs.
+        "tune": {"search_space": {"learning_rate": {"grid": [3e-3, 1e-5]}}, "search_algorithm": "grid", "num_samples": 1, "max_concurrent_trials": 2, "scheduler": {"type": "none"}},
+    }
+    spec = parse_spec(raw)
+    fingerprint = fingerprint_files(spec.data.files())
+    good = tmp_path / trial_run_name(trial_spec(spec, {"learning_rate": 3e-3}), fingerprint, experiment_name(spec, fingerprint))
+    runner, outcome = in_thread(lambda: tune_search(spec))
+    wait_until(lambda: latest_committed(good).startswith("checkpoint_epoch_0002"), timeout_s=300, what="the good trial's epoch 2", runner=runner)
+    (host,) = set(committed_metrics(good)["worker_node_ids"].split(","))
+    nodes.remove(host)
+    nodes.add()
+    runner.join(timeout=400)
+    assert not runner.is_alive() and "error" not in outcome, outcome.get("error")
+    summary = outcome["value"]
+    assert summary["best_trial"]["config"] == {"learning_rate": 3e-3}
+    trials = {t["config"]["learning_rate"]: t for t in summary["trials"]}
+    assert all(t["status"] == "TERMINATED" and t["epochs_run"] == 5 for t in trials.values())
+    # The two trials ran side by side, one per node; the good one moved to the node added back.
+    assert trials[1e-5]["node_ids"][0] != host and host in trials[3e-3]["node_ids"] and len(trials[3e-3]["node_ids"]) == 2
+    starts = torch.load(good / "checkpoint_epoch_0005" / STATE_FILE, weights_only=True)["attempt_start_epochs"]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 2, starts  # resumed, not restarted
+
+
+def test_two_replicas_on_two_nodes_lose_no_request_when_a_node_is_lost(nodes, spread_run, monkeypatch):
+    from ray import serve
+    from ray.util.state import list_actors
+
+    from cluster.local_head import free_port
+    from cluster.ray_compat import SERVE_REPLICA_CLASS_PREFIX
+    from serving.client import Client
+    from serving.deploy import deploy
+
+    monkeypatch.setenv("BIOMED_SERVE_TOKEN", "test-token-0123456789")
+    port = free_port()
+    # One proxy, on the head: the simulated nodes share one host, so one port.
+    settings = {"port": port, "proxy_location": "HeadOnly", "min_replicas": 2, "max_replicas": 2, "num_cpus_per_replica": 1.0}
+    deploy(["planted"], storage_path=spread_run["storage"], overrides=settings)
+
+    def replica_nodes() -> list[str]:
+        actors = list_actors(filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False)
+        return sorted(a.node_id for a in actors if a.class_name.startswith(SERVE_REPLICA_CLASS_PREFIX))
+
+    def running() -> bool:
+        replicas = serve.status().applications["biomed"].deployments["ModelServer"].replica_states
+        return replicas.get("RUNNING", 0) == 2 and len(set(replica_nodes())) == 2
+
+    wait_until(running, timeout_s=60, what="two running replicas")
+    assert set(replica_nodes()) == nodes.worker_ids
+    stop, counts, failures = threading.Event(), {"ok": 0}, []
+
+    def load() -> None:  # bounded: 4 clients, one request in flight each
+        with Client(f"http://127.0.0.1:{port}") as client:
+            while not stop.is_set():
+                try:
+                    client.predict("planted", ["chest pain and raised troponin"])
+                    counts["ok"] += 1
+                except Exception as error:
+                    failures.append(repr(error))
+
+    clients = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for c in clients:
+        c.start()
+    time.sleep(2)
+    lost = replica_nodes()[-1]
+    nodes.remove(lost)
+    before = counts["ok"]
+    nodes.add()
+    wait_until(running, timeout_s=120, what="the lost replica back on the new node")
+    time.sleep(2)
+    stop.set()
+    for c in clients:
+        c.join(timeout=60)
+    moved = lost not in replica_nodes()
+    serve.delete("biomed")
+    assert failures == [], failures[:3]
+    assert before > 10 and counts["ok"] > before + 10
+    assert moved
+
+
+def test_storage_must_be_absolute_and_seen_by_every_node(nodes, planted_dir, tmp_path, monkeypatch):
+    from cluster.storage import StorageNotShared, check_storage_shared
+    from jobs.train import train
+
+    # Every node of this cluster shares the machine's filesystem: a probe task on each reads the marker.
+    assert check_storage_shared(str(tmp_path)) == 3
+    assert not list(tmp_path.glob(".biomed-shared-check-*"))  # the marker is removed
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec(tiny_spec(planted_dir, tmp_path, storage_path="rel-runs"))
+    with pytest.raises(StorageNotShared, match="'rel-runs' is relative, and this cluster has 3 nodes"):
+        train(spec)
+    assert not (tmp_path / "rel-runs").exists()  # refused before anything was written
