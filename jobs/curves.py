@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+import io
+
+from jobs.run_storage import display, read_file, run_location, write_file
+from jobs.worker import METRICS_FILE
+
+CURVE_PNG = "learning_curve.png"
 
 
-def plot_learning_curve(metrics_csv: Path, out_png: Path) -> Path | None:
-    if not metrics_csv.is_file():
+def run_learning_curve(run_dir: str) -> str | None:
+    """learning_curve.png beside the run's metrics.csv (a folder or an object-store prefix);
+    its location, or None when the run wrote no metrics."""
+    raw = read_file(run_dir, METRICS_FILE)
+    if raw is None:
         return None
+    rows = list(csv.DictReader(io.StringIO(raw.decode())))
+    write_file(run_dir, CURVE_PNG, plot_learning_curve(rows, title=display(run_dir).rstrip("/").rsplit("/", 1)[-1]))
+    return run_location(run_dir, CURVE_PNG)
+
+
+def plot_learning_curve(rows: list[dict], *, title: str) -> bytes:
+    """The PNG of a run's metrics.csv rows: train loss per step and epoch, validation metric per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with metrics_csv.open() as f:
-        rows = list(csv.DictReader(f))
     steps = [r for r in rows if r["kind"] == "step"]
     epochs = [r for r in rows if r["kind"] == "epoch"]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
@@ -32,10 +45,9 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path) -> Path | None:
         ax_metric.plot([int(r["epoch"]) for r in scored], [float(r["value"]) for r in scored], "o-")
         ax_metric.set_ylabel(f"validation {scored[0]['val_metric']}")
     ax_metric.set_xlabel("epoch")
-    fig.suptitle(metrics_csv.parent.name)
+    fig.suptitle(title)
     fig.tight_layout()
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
+    return out.getvalue()

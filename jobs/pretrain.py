@@ -146,7 +146,7 @@ def pretrain(spec: PretrainSpec, *, address: str | None = None) -> dict:
         "curve_csv": str(run_dir / METRICS_FILE), "spec": spec.model_dump(mode="json"),
     }
     selection = {"metric": "val_loss", "mode": "min", "value": metrics["val_loss"]}
-    entry = registry_for(spec.storage_path).register(name=spec.name, model_dir=Path(ckpt.path) / MODEL_DIR, record=record, selection=selection)
+    entry = registry_for(spec.registry_storage).register(name=spec.name, model_dir=Path(ckpt.path) / MODEL_DIR, record=record, selection=selection)
     return {
         "name": spec.name, "kind": "backbone", "run_name": name, "run_path": str(run_dir),
         "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"]},

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import ray.train
@@ -29,6 +28,7 @@ from biomed.mlm import build_masked_lm, mask_span, mask_tokens, masked_accuracy
 from biomed.streams import StreamIndex
 from biomed.tokenization import SequenceEncoder
 from jobs.pretrain_spec import PretrainSpec
+from jobs.run_storage import display
 from jobs.train_data import StreamedEval, StreamedTrain, UnitLoader
 from jobs.worker import gather, load_state, optimizer_for, precision_dtype, report_with_checkpoint, run_recipe, write_curve
 
@@ -60,7 +60,7 @@ class PretrainRecipe:
 
         self.entered, self.first_step_seconds = time.perf_counter(), None
         self.spec = PretrainSpec.model_validate(config["spec"])
-        self.run_dir = Path(config["run_dir"])
+        self.run_dir = config["run_dir"]  # a folder, or an object-store URI (jobs/run_storage.py)
         self.tokenizer = AutoTokenizer.from_pretrained(config["tokenizer_dir"])
         self.indexes = {role: StreamIndex.from_dict(config[f"{role}_index"]) for role in ("train", "validation")}
 
@@ -114,7 +114,7 @@ class PretrainRecipe:
             if len(state["rng_states"]) == self.world:
                 torch.set_rng_state(state["rng_states"][self.rank])
             if self.rank == 0:
-                log.info("resuming %s at batch %d of epoch %d (step %d)", self.run_dir.name, self.batches_done, self.epoch + 1, self.scheduler.last_epoch)
+                log.info("resuming %s at batch %d of epoch %d (step %d)", display(self.run_dir), self.batches_done, self.epoch + 1, self.scheduler.last_epoch)
         # (epochs done, batches done in the next, optimizer steps) where each attempt started.
         self.attempt_positions = positions + [[self.epoch, self.batches_done, self.scheduler.last_epoch]]
 

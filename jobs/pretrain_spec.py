@@ -19,6 +19,7 @@ from biomed.mlm import TOKENIZER_KINDS
 from biomed.models import BACKBONES, PackagedBackbone, TinyBertPreset
 from biomed.seqfiles import SEQUENCE_COLUMN
 from biomed.streams import check_files, resolve_files
+from jobs.run_storage import display, is_uri
 from jobs.scaling_spec import ScalingSpec
 from jobs.spec import CheckpointSpec, FailureSpec, read_spec_file, validate_spec
 from jobs.spec_base import _RunSpec, _Spec
@@ -117,6 +118,9 @@ class PretrainSpec(_RunSpec):
     def _consistent(self) -> PretrainSpec:
         kinds = TOKENIZER_KINDS[self.family]
         self.scaling.check_checkpointing(self.checkpointing)
+        if is_uri(self.storage_path):
+            # The driver trains the corpus tokenizer into the run folder and the workers read it there.
+            raise ValueError(f"storage_path {display(self.storage_path)!r}: pretraining runs need a folder every node sees; object-store URIs are for fine-tuning runs")
         if self.model.backbone is not None:
             takes = BACKBONES[self.model.backbone].input_kinds
             if self.family not in takes:

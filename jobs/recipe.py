@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import ray.train
@@ -27,6 +26,7 @@ from biomed.log import get_logger
 from biomed.models import backbone_tokenizer, build_classifier
 from biomed.tasks import get_task
 from jobs.spec import JobSpec, model_folder
+from jobs.run_storage import display
 from jobs.splits import StreamedSplit, checks_for, load_splits
 from jobs.train_data import InMemoryTrain, StreamedEval, StreamedTrain, UnitLoader
 from jobs.worker import (
@@ -53,7 +53,7 @@ class FineTuneRecipe:
     def __init__(self, config: dict):
         self.entered, self.entered_at = time.perf_counter(), time.time()
         self.spec = JobSpec.model_validate(config["spec"])
-        self.run_dir = Path(config["run_dir"])
+        self.run_dir = config["run_dir"]  # a folder, or an object-store URI (jobs/run_storage.py)
         self.task = get_task(self.spec.task.name)
         self.labels = self.spec.task.labels or []
         # In a search every report is validated: Tune refuses a result without its metric.
@@ -148,7 +148,7 @@ class FineTuneRecipe:
                 torch.set_rng_state(rng_states[self.rank])
             if self.rank == 0:
                 where = f"batch {self.batches_done} of epoch {self.epoch + 1}" if self.batches_done else f"the end of epoch {self.epoch}"
-                log.info("resuming %s from its checkpoint at %s", self.run_dir.name, where)
+                log.info("resuming %s from its checkpoint at %s", display(self.run_dir), where)
         self.attempt_starts = starts + [self.epoch]
         # (epochs done, batches done in the next, optimizer steps) where each attempt started.
         self.attempt_positions = positions + [[self.epoch, self.batches_done, self.scheduler.last_epoch]]

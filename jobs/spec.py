@@ -58,7 +58,7 @@ class ModelSpec(_Spec):
     )
     pretrained: str | None = Field(
         default=None,
-        description="NAME or NAME@VERSION: a backbone registered by `biomed pretrain` under this spec's storage_path (its best version when no version is given; the run pins the version it found). Exclusive with `backbone` and `path`.",
+        description="NAME or NAME@VERSION: a backbone registered by `biomed pretrain` in this spec's registry (registry_storage_path, else storage_path) (its best version when no version is given; the run pins the version it found). Exclusive with `backbone` and `path`.",
     )
 
     kmer_size: int | None = Field(
@@ -241,7 +241,7 @@ class JobSpec(_RunSpec):
         elif task.input_kind == "tabular":
             raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path or model.pretrained)")
         if self.model.pretrained is not None:
-            entry = pretrained_backbone(self.model, self.storage_path, input_kind=task.input_kind)
+            entry = pretrained_backbone(self.model, self.registry_storage, input_kind=task.input_kind)
             # Pinned, so the run name (a hash of the spec) names the version trained from.
             update = {"pretrained": f"{entry['name']}@{entry['version']}"}
             if task.input_kind == "dna":
@@ -321,7 +321,7 @@ def model_folder(spec: JobSpec) -> str | None:
     if spec.model.pretrained is not None:
         from jobs.registry import registry_for
 
-        return registry_for(spec.storage_path).get(spec.model.pretrained)["path"]
+        return registry_for(spec.registry_storage).get(spec.model.pretrained)["path"]
     return spec.model.path
 
 

@@ -18,9 +18,10 @@ from biomed.tasks import get_task
 from cluster.capacity import wait_for_capacity
 from cluster.storage import check_storage_shared
 from cluster.connect import connect
-from jobs.curves import plot_learning_curve
+from jobs.curves import run_learning_curve
 from jobs.errors import TrainingFailed
 from jobs.registry import registry_for
+from jobs.run_storage import checkpoint_location, display, local_checkpoint, run_location
 from jobs.spec import JobSpec
 from jobs.scoring import first_validation_input, score_test
 from jobs.splits import Splits, load_splits
@@ -36,7 +37,7 @@ def best_report(reports: list[dict], *, key: str, mode: str) -> dict:
     return max(reports, key=lambda r: (sign * r[key], r["epoch"]))
 
 
-def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
+def best_checkpoint(result, spec: JobSpec) -> tuple[ray.train.Checkpoint, dict]:
     """The kept checkpoint with the best validation metric (from the committed snapshot)."""
     key = f"val_{spec.metric}"
     candidates = [(ckpt, m) for ckpt, m in result.best_checkpoints if key in m and not np.isnan(m[key])]
@@ -44,13 +45,15 @@ def best_checkpoint(result, spec: JobSpec) -> tuple[Path, dict]:
         raise TrainingFailed(f"run produced no checkpoint with a finite {key}")
     metrics = best_report([m for _, m in candidates], key=key, mode=spec.mode)
     ckpt = next(c for c, m in candidates if m is metrics)
-    return Path(ckpt.path), metrics
+    return ckpt, metrics
 
 
 def score_and_register(
-    spec: JobSpec, splits: Splits, *, ckpt_dir: Path, val_metrics: dict, fingerprint: str, name: str, lineage: dict | None = None
+    spec: JobSpec, splits: Splits, *, ckpt_dir: Path, val_metrics: dict, fingerprint: str, name: str, lineage: dict | None = None,
+    source_checkpoint: str | None = None,
 ) -> dict:
-    """Score a selected checkpoint on the test set beside the baseline and register it."""
+    """Score a selected checkpoint (a local folder) on the test set beside the baseline and
+    register it; `source_checkpoint` is where the run keeps it (default: `ckpt_dir`)."""
     predictor = Predictor(directory=ckpt_dir / MODEL_DIR, batch_size=spec.training.eval_batch_size)
     test = score_test(spec, splits, predictor)
     key = f"val_{spec.metric}"
@@ -60,8 +63,8 @@ def score_and_register(
         "spec_hash": spec.spec_hash(),
         "data_fingerprint": fingerprint,
         "run_name": name,
-        "run_path": str(Path(spec.storage_path) / name),
-        "source_checkpoint": str(ckpt_dir),
+        "run_path": display(run_location(spec.storage_path, name)),
+        "source_checkpoint": source_checkpoint or str(ckpt_dir),
         "val_metrics": {k: v for k, v in val_metrics.items() if k.startswith("val_")},
         "selected_val_metrics": test["validation"],
         "test_metrics": test.get("model"),
@@ -74,7 +77,7 @@ def score_and_register(
         **(lineage or {}),
     }
     selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}
-    entry = registry_for(spec.storage_path).register(name=spec.name, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection)
+    entry = registry_for(spec.registry_storage).register(name=spec.name, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection)
     return {
         "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"], "best_reason": entry.get("best_reason")},
         "selection": selection,
@@ -90,7 +93,7 @@ def backbone_lineage(spec: JobSpec) -> dict:
     """What a fine-tune records of the pretrained backbone it started from (empty: none)."""
     if spec.model.pretrained is None:
         return {}
-    entry = registry_for(spec.storage_path).get(spec.model.pretrained)
+    entry = registry_for(spec.registry_storage).get(spec.model.pretrained)
     keys = ("name", "version", "path", "family", "corpus_fingerprint", "steps", "run_name", "val_metrics")
     return {"pretrained_backbone": {k: entry.get(k) for k in keys}}
 
@@ -101,10 +104,10 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     splits = load_splits(spec)  # bad data fails here, before any cluster or worker starts
     fingerprint = fingerprint_files(spec.data.files())
     name = run_name(spec, fingerprint)
-    run_dir = Path(spec.storage_path) / name
+    run_dir = run_location(spec.storage_path, name)
     connecting = time.perf_counter()
     resources = connect(address=address)
-    log.info("run %s → %s on %s", name, run_dir, resources)
+    log.info("run %s → %s on %s", name, display(run_dir), resources)
     check_storage_shared(spec.storage_path, given=spec.storage_given)
     wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])
     fitting = time.perf_counter()
@@ -113,18 +116,22 @@ def train(spec: JobSpec, *, address: str | None = None) -> dict:
     except ray.train.TrainingFailedError as error:
         raise TrainingFailed(f"run {name} failed after {spec.failure.max_failures} retries: {error}") from error
     fitted = time.perf_counter()
-    ckpt_dir, val_metrics = best_checkpoint(result, spec)
-    log.info("best checkpoint %s (val_%s=%.4f); scoring the test set", ckpt_dir.name, spec.metric, val_metrics[f"val_{spec.metric}"])
-    curve_png = plot_learning_curve(run_dir / METRICS_FILE, run_dir / "learning_curve.png")
-    outcome = score_and_register(spec, splits, ckpt_dir=ckpt_dir, val_metrics=val_metrics, fingerprint=fingerprint, name=name, lineage=backbone_lineage(spec))
+    ckpt, val_metrics = best_checkpoint(result, spec)
+    source = checkpoint_location(ckpt)
+    log.info("best checkpoint %s (val_%s=%.4f); scoring the test set", display(source), spec.metric, val_metrics[f"val_{spec.metric}"])
+    curve_png = run_learning_curve(run_dir)
+    with local_checkpoint(ckpt) as ckpt_dir:
+        outcome = score_and_register(
+            spec, splits, ckpt_dir=ckpt_dir, val_metrics=val_metrics, fingerprint=fingerprint, name=name, lineage=backbone_lineage(spec), source_checkpoint=source,
+        )
     return {
         "name": spec.name,
         "run_name": name,
-        "run_path": str(run_dir),
+        "run_path": display(run_dir),
         **outcome,
         "data": splits.report,
-        "metrics_csv": str(run_dir / METRICS_FILE),
-        "learning_curve_png": str(curve_png) if curve_png else None,
+        "metrics_csv": display(run_location(run_dir, METRICS_FILE)),
+        "learning_curve_png": display(curve_png) if curve_png else None,
         "workers": workers_of(result.metrics or {}),
         # Start-up accounting of the attempt that finished (bench/train_overhead.py uses it).
         "last_attempt": {k: (result.metrics or {}).get(k) for k in ("train_fn_started_at", "setup_seconds")},

@@ -8,7 +8,6 @@ nothing, so the train function is reached by name on the workers only.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from ray.train.torch import TorchTrainer
 
@@ -16,6 +15,7 @@ from biomed.log import verbosity as current_verbosity
 from cluster.capacity import Demand
 from cluster.ray_compat import without_unused_datasets_manager
 from jobs.pretrain_spec import PretrainSpec
+from jobs.run_storage import run_location
 from jobs.spec import JobSpec
 
 
@@ -76,7 +76,7 @@ def build_trainer(
         LOOPS[loop],
         train_loop_config={
             "spec": spec.model_dump(mode="json"),
-            "run_dir": str(Path(spec.storage_path) / name),
+            "run_dir": run_location(spec.storage_path, name),
             "verbosity": verbosity,
             "validate_every_report": in_search,
             "streams": streams or None,

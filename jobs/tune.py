@@ -21,6 +21,7 @@ from cluster.storage import check_storage_shared
 from cluster.connect import connect
 from cluster.ray_compat import tune_console
 from jobs.errors import TrainingFailed
+from jobs.run_storage import display, is_uri
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
 from jobs.train import backbone_lineage, best_report, score_and_register
@@ -133,6 +134,8 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     """Run (or resume) the spec's search, register the best trial's best checkpoint, summarise."""
     if spec.tune is None:
         raise ValueError("the spec has no tune: section (see `biomed schema`)")
+    if is_uri(spec.storage_path):
+        raise ValueError(f"storage_path {display(spec.storage_path)!r}: searches need a folder every node sees (each trial's run is read back by the search); object-store URIs are for `biomed train` runs")
     started = time.perf_counter()
     splits = load_splits(spec)
     fingerprint = fingerprint_files(spec.data.files())

@@ -10,6 +10,7 @@ overwrites the orphan of a lost one.
 from __future__ import annotations
 
 import csv
+import io
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from biomed.checkpoint import raw_outputs, save_model_checkpoint
 from biomed.inputs import validator_to_dict
 from biomed.models import is_head_parameter
 from biomed.tasks import get_task
+from jobs.run_storage import write_file
 from jobs.spec import JobSpec
 from jobs.splits import input_validator
 
@@ -86,15 +88,14 @@ def gather(obj, world: int) -> list:
     return out
 
 
-def write_curve(run_dir: Path, curve: list[dict]) -> None:
-    # Rewritten whole from the checkpointed history each epoch, so a redone epoch never leaves
-    # rows of the attempt that was lost.
-    tmp = run_dir / f".{METRICS_FILE}.tmp"
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
-        writer.writeheader()
-        writer.writerows(curve)
-    tmp.replace(run_dir / METRICS_FILE)
+def write_curve(run_dir: str, curve: list[dict]) -> None:
+    """metrics.csv of the run folder (or object-store prefix), rewritten whole from the
+    checkpointed history each epoch, so a redone epoch never leaves rows of the attempt that was lost."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS)
+    writer.writeheader()
+    writer.writerows(curve)
+    write_file(run_dir, METRICS_FILE, text.getvalue().encode())
 
 
 def target_scaling(spec: JobSpec, train_targets: np.ndarray | None, *, statistics: dict | None = None) -> dict | None:

@@ -60,6 +60,10 @@ def ray_test_env() -> None:
     from cluster.ray_compat import serve_cluster_env, train_driver_env
 
     os.environ.update({**WORKER_ENV, **serve_cluster_env(), **train_driver_env(local=True)})
+    # The local S3 endpoint (moto, tests/test_storage_uri.py) takes any keys; workers inherit
+    # them from here, and no AWS lookup (instance metadata, ~/.aws) is tried.
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        os.environ.setdefault(key, value)
 
 
 def start_session_ray() -> None:

@@ -286,6 +286,8 @@ def test_every_pretraining_field_is_described_and_unknown_keys_are_errors(tmp_pa
         parse_pretrain_spec({**raw, "tokenizer": {"kind": "bpe"}})
     with pytest.raises(SpecError, match="unknown preset 'huge-bert'"):
         parse_pretrain_spec({**raw, "model": {"preset": "huge-bert"}})
+    with pytest.raises(SpecError, match="pretraining runs need a folder every node sees"):
+        parse_pretrain_spec({**raw, "storage_path": "s3://bucket/runs", "registry_storage_path": str(tmp_path)})
 
 
 def test_masking_follows_bert_and_masks_whole_kmer_spans():
