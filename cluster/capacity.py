@@ -9,12 +9,16 @@ the alive nodes have free:
 - on a cluster of fixed size, it cannot fit even once every other job has finished (the rest is
   held by Serve replicas, which stay until shut down, or the cluster is too small): ResourcesError
   at once, naming the demand, what is free, the total and what holds the rest, with the fixes;
-- otherwise (other runs hold it and will finish, or an autoscaler may add nodes): wait, with one
-  progress line every `progress_s` saying what it waits for.
+- with an autoscaler: refused at once when its node types (autoscaler v2 publishes them) cannot
+  hold it either; else the autoscaler is asked for the bundles (nothing is pending before fit(),
+  so it would not scale on its own);
+- otherwise (other runs hold it and will finish, or nodes may join): wait, with one progress line
+  every `progress_s` saying what it waits for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -116,11 +120,62 @@ def _refusal(demand: Demand, per_node: dict, serve: dict) -> str:
     return "; ".join(parts)
 
 
+def _node_group_slots(groups: list[dict], demand: Demand) -> float:
+    """Bundles the autoscaler's node groups could add at most (inf: a group without a limit)."""
+    total = 0.0
+    for group in groups:
+        each = slots([group["resources"]], demand)
+        if each and group["max_count"] < 0:
+            return math.inf
+        total += each * max(group["max_count"], 0)
+    return total
+
+
+def _check_node_groups(demand: Demand, autoscaler: dict | None, without_serve: list[dict]) -> None:
+    groups = (autoscaler or {}).get("node_groups")
+    if groups is None:
+        return
+    most = slots(without_serve, demand) + _node_group_slots(groups, demand)
+    if most < demand.bundles:
+        kinds = ", ".join(f"{g['name']}: up to {g['max_count']} x {_num(g['resources'].get('CPU', 0))} CPU" + (f" + {_num(g['resources']['GPU'])} GPU" if g["resources"].get("GPU") else "") for g in groups)
+        raise ResourcesError(f"{_need(demand)}, more than this cluster and its autoscaler's node types ({kinds}) can hold: {int(most)}")
+
+
+@contextlib.contextmanager
+def _asking_autoscaler(demand: Demand, autoscaler: dict | None):
+    # Nothing is pending while this waits before fit(), so an autoscaler would never add the
+    # nodes: ask it for the bundles (Ray's request_resources), and withdraw once placed or given up.
+    if autoscaler is None:
+        yield
+        return
+    from ray.autoscaler.sdk import request_resources
+
+    bundle = {k: v for k, v in (("CPU", demand.cpus), ("GPU", demand.gpus)) if v}
+    request_resources(bundles=[bundle] * demand.bundles)
+    try:
+        yield
+    finally:
+        request_resources(bundles=[])
+
+
 def wait_for_capacity(demand: Demand, *, fixed_size: bool, replacing_app: str | None = None, progress_s: float = 30.0, poll_s: float = 0.5) -> float:
     """Return once the alive nodes have the demand free (seconds waited). On a `fixed_size`
     cluster, raise ResourcesError at once when it cannot fit even after every job but the Serve
-    replicas has finished; else wait, logging what it waits for every `progress_s`.
-    `replacing_app`: a Serve app being redeployed, whose replicas' resources count as free."""
+    replicas has finished; with an autoscaler, when its node types (where it publishes them)
+    cannot hold it either, and else ask it for the nodes. Otherwise wait, logging what it waits
+    for every `progress_s`. `replacing_app`: a Serve app being redeployed, whose replicas'
+    resources count as free."""
+    autoscaler = None if fixed_size else ray_compat.autoscaler_info()
+    with _asking_autoscaler(demand, autoscaler if autoscaler and not _fits_now(demand, replacing_app) else None):
+        return _wait(demand, fixed_size=fixed_size, autoscaler=autoscaler, replacing_app=replacing_app, progress_s=progress_s, poll_s=poll_s)
+
+
+def _fits_now(demand: Demand, replacing_app: str | None) -> bool:
+    per_node = _reclaimed(ray_compat.resources_per_node(), replacing_app)
+    return slots([v["free"] for v in per_node.values()], demand) >= demand.bundles
+
+
+def _wait(demand: Demand, *, fixed_size: bool, autoscaler: dict | None, replacing_app: str | None, progress_s: float, poll_s: float) -> float:
     started = last_line = time.monotonic()
     while True:
         per_node = ray_compat.resources_per_node()
@@ -133,8 +188,9 @@ def wait_for_capacity(demand: Demand, *, fixed_size: bool, replacing_app: str | 
         without_serve = [{k: v["total"].get(k, 0.0) - serve.get(node, {}).get(k, 0.0) for k in ("CPU", "GPU")} for node, v in per_node.items()]
         if fixed_size and slots(without_serve, demand) < demand.bundles:
             raise ResourcesError(_refusal(demand, per_node, serve))
+        _check_node_groups(demand, autoscaler, without_serve)
         if time.monotonic() - last_line >= progress_s:
             last_line = time.monotonic()
-            why = "other jobs to finish" if fixed_size else "other jobs to finish or the autoscaler to add nodes"
+            why = "other jobs to finish or the autoscaler to add nodes" if autoscaler else "other jobs to finish or nodes to join"
             log.info("waiting %.0f s for %s: %s", last_line - started, why, _refusal(demand, per_node, serve))
         time.sleep(poll_s)

@@ -32,16 +32,18 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
     """Join the cluster at `address` (or $RAY_ADDRESS, or the biomed local head when one is
     running), else start an embedded local one.
 
-    Returns the cluster's resources, and `fixed_size`: whether it is the embedded Ray or the local
-    head (no autoscaler). A Ray already initialised in this process is reused.
+    Returns the cluster's resources, `autoscaler` (ray_compat.autoscaler_info(), None without
+    one) and `fixed_size`: no autoscaler, as the embedded Ray and the local head have. A Ray
+    already initialised in this process is reused.
     """
     ray_compat.check_ray_version()
     import ray
 
     os.environ.update(WORKER_ENV)
     # The embedded Ray and the local head have the nodes they started with; a cluster named by
-    # address may have an autoscaler (cluster/capacity.py then waits rather than refuses).
-    fixed_size = not (address or os.environ.get("RAY_ADDRESS"))
+    # address is of fixed size unless it runs an autoscaler (cluster/capacity.py then asks it
+    # for nodes and waits rather than refuses).
+    named = bool(address or os.environ.get("RAY_ADDRESS"))
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or _local_head_address()
         for key, value in ray_compat.train_driver_env(local=not address).items():
@@ -59,7 +61,8 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
             # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.
             ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", **quiet)
         log.debug("joined %s", address or "a new embedded local Ray")
-    return {**cluster_resources(), "fixed_size": fixed_size}
+    autoscaler = ray_compat.autoscaler_info() if named else None
+    return {**cluster_resources(), "fixed_size": autoscaler is None, "autoscaler": autoscaler}
 
 
 def _driver_runtime_env() -> dict | None:

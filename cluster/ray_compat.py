@@ -237,3 +237,36 @@ def validate_launcher_config(config: dict) -> dict:
     config = prepare_config(config)
     validate_config(config)
     return config
+
+
+# --- The cluster's autoscaler ---------------------------------------------------------------
+
+# Ray 2.60, ray/_private/ray_constants.py (DEBUG_AUTOSCALING_STATUS): the v1 monitor
+# (autoscaler/_private/monitor.py) writes its status there on every update. Every Ray head runs
+# that monitor; without an autoscaling config it uses the "readonly" provider, whose node types
+# are the nodes themselves (autoscaler/_private/util.py format_readonly_node_type: "node_<id>").
+AUTOSCALER_STATUS_KEY = "__autoscaling_status"
+READONLY_NODE_TYPE_PREFIX = "node_"
+
+
+def autoscaler_info() -> dict | None:
+    """The joined cluster's autoscaler: {"version": "v1" | "v2", "node_groups": [{"name",
+    "resources", "max_count"}] or None when unknown}; None when nodes are only added by hand.
+
+    v2 (ray/autoscaler/v2/utils.py is_autoscaler_v2) publishes its node groups in the GCS
+    (ray/_private/state.py GlobalState.get_cluster_config, Ray 2.60); v1 does not publish them.
+    """
+    import ray._private.state
+    from ray.autoscaler.v2.utils import is_autoscaler_v2
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    if is_autoscaler_v2():
+        config = ray._private.state.state.get_cluster_config()
+        groups = [{"name": g.name, "resources": dict(g.resources), "max_count": int(g.max_count)} for g in config.node_group_configs] if config else None
+        return {"version": "v2", "node_groups": groups}
+    raw = _internal_kv_get(AUTOSCALER_STATUS_KEY)
+    if not raw:
+        return None
+    mapping = (json.loads(raw).get("autoscaler_report") or {}).get("node_type_mapping") or {}
+    readonly = all(kind == f"{READONLY_NODE_TYPE_PREFIX}{node}" for node, kind in mapping.items())
+    return None if readonly else {"version": "v1", "node_groups": None}

@@ -13,6 +13,7 @@ from pathlib import Path
 from cluster.capacity import Demand, wait_for_capacity
 from cluster.connect import WORKER_ENV, connect
 from cluster.local_head import read_head, start_head, stop_head
+from cluster import ray_compat
 from cluster.ray_compat import serve_http_host, serve_replica_http_targets
 from jobs.registry import RegistryError, registry_for
 from jobs.serve_spec import ServeSpec
@@ -76,7 +77,8 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
     dashboard = _join(address)
     replicas = max(settings.min_replicas, 1)
     demand = Demand(what=f"{replicas} Serve replica(s) (serve.min_replicas, at least 1)", bundles=replicas, cpus=settings.num_cpus_per_replica, gpus=settings.num_gpus_per_replica)
-    wait_for_capacity(demand, fixed_size=not (address or os.environ.get("RAY_ADDRESS")), replacing_app=APP_NAME)
+    named = address or os.environ.get("RAY_ADDRESS")
+    wait_for_capacity(demand, fixed_size=not named or ray_compat.autoscaler_info() is None, replacing_app=APP_NAME)
     # Per-request access logs cost the proxy and the replica a formatted log line each; errors
     # and warnings are still logged.
     quiet = {"log_level": "WARNING", "enable_access_log": False}

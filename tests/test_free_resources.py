@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from ray import serve
 
 from cluster.capacity import Demand, wait_for_capacity
@@ -72,3 +73,19 @@ def test_a_job_waits_for_another_to_free_the_cpus_it_needs(ray_cluster):
         logger.setLevel(level)
     assert not waiter.is_alive() and waited["s"] >= 1.5
     assert "waiting" in lines.getvalue() and "other jobs hold 1" in lines.getvalue()
+
+
+def test_an_autoscalers_published_node_types_bound_what_can_ever_fit():
+    from cluster.capacity import _check_node_groups
+    from cluster.resources import ResourcesError
+
+    groups = {"version": "v2", "node_groups": [{"name": "cpu4", "resources": {"CPU": 4.0}, "max_count": 2}, {"name": "gpu1", "resources": {"CPU": 8.0, "GPU": 1.0}, "max_count": 1}]}
+    alive = [{"CPU": 1.0, "GPU": 0.0}]
+    _check_node_groups(Demand(what="9 Train workers", bundles=9, cpus=1.0), groups, alive)  # 1 + 4 x 2 = 9 fit with the added nodes
+    with pytest.raises(ResourcesError) as refused:
+        _check_node_groups(Demand(what="2 Train workers", bundles=2, cpus=1.0, gpus=1.0), groups, alive)
+    message = str(refused.value)
+    assert "2 Train workers need 2 x (1 CPU + 1 GPU)" in message and "gpu1: up to 1 x 8 CPU + 1 GPU" in message and message.endswith("can hold: 1")
+    unlimited = {"version": "v2", "node_groups": [{"name": "cpu4", "resources": {"CPU": 4.0}, "max_count": -1}]}
+    _check_node_groups(Demand(what="100 Train workers", bundles=100, cpus=1.0), unlimited, alive)
+    _check_node_groups(Demand(what="100 Train workers", bundles=100, cpus=1.0), {"version": "v1", "node_groups": None}, alive)  # v1: unknown, no refusal

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,23 @@ def test_serve_replica_class_names_and_per_node_resources(ray_cluster):
     assert list(nodes) == [ray.get_runtime_context().get_node_id()]
     (node,) = nodes.values()
     assert node["total"]["CPU"] == 2.0 and 0.0 <= node["free"]["CPU"] <= 2.0
+
+
+def test_autoscaler_status_key_and_readonly_node_types_are_rays(ray_cluster):
+    import ray._private.ray_constants as ray_constants
+    from ray.autoscaler._private.util import format_readonly_node_type
+
+    assert ray_compat.AUTOSCALER_STATUS_KEY == ray_constants.DEBUG_AUTOSCALING_STATUS
+    assert format_readonly_node_type("abc") == f"{ray_compat.READONLY_NODE_TYPE_PREFIX}abc"
+    # The embedded Ray runs the monitor with the readonly provider: no autoscaler. (A real one,
+    # with node types from a config, is tests/test_autoscaler.py.)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and ray_compat.autoscaler_info() is None and not _status_written():
+        time.sleep(0.5)
+    assert _status_written() and ray_compat.autoscaler_info() is None
+
+
+def _status_written() -> bool:
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    return _internal_kv_get(ray_compat.AUTOSCALER_STATUS_KEY) is not None
