@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from jobs.spec import parse_spec
 from jobs.worker import STATE_FILE
@@ -109,14 +110,26 @@ def wait_until(condition, *, timeout_s: float, what: str, runner: threading.Thre
         time.sleep(0.1)
 
 
+def two_worker_spec(planted_dir: Path, storage: Path, placement: str) -> dict:
+    return tiny_spec(planted_dir, storage, training={**tiny_spec(planted_dir, storage)["training"], "epochs": 3}, scaling={"num_workers": 2, "placement_strategy": placement})
+
+
 @pytest.fixture(scope="module")
-def spread_run(nodes, planted_dir, tmp_path_factory) -> dict:
+def single_node_run(ray_cluster, planted_dir, tmp_path_factory) -> dict:
+    """The same 2-worker run on the session's single node (before the cluster replaces it)."""
+    from jobs.train import train
+
+    return train(parse_spec(two_worker_spec(planted_dir, tmp_path_factory.mktemp("single"), "PACK")))
+
+
+@pytest.fixture(scope="module")
+def spread_run(single_node_run, nodes, planted_dir, tmp_path_factory) -> dict:
     """A 2-worker SPREAD run, registered (the Serve test serves it)."""
     from jobs.train import train
 
     storage = tmp_path_factory.mktemp("spread")
-    spec = tiny_spec(planted_dir, storage, training={**tiny_spec(planted_dir, storage)["training"], "epochs": 3}, scaling={"num_workers": 2, "placement_strategy": "SPREAD"})
-    return {"summary": train(parse_spec(spec)), "storage": storage, "worker_ids": set(nodes.worker_ids)}
+    summary = train(parse_spec(two_worker_spec(planted_dir, storage, "SPREAD")))
+    return {"summary": summary, "storage": storage, "worker_ids": set(nodes.worker_ids), "single_node": single_node_run}
 
 
 def test_spread_places_one_worker_per_node_and_registers_a_usable_model(spread_run):
@@ -128,7 +141,10 @@ def test_spread_places_one_worker_per_node_and_registers_a_usable_model(spread_r
     assert (summary["workers"]["device"], summary["workers"]["collective_backend"]) == ("cpu", "gloo")
     assert summary["registered"]["version"] == 1
     assert summary["test_metrics"]["accuracy"] > 0.9
-    # The registered folder is what a single-node run registers: it loads and predicts anywhere.
+    # The registered folder is what the same run on one node registers, weight for weight.
+    here, there = (load_file(Path(s["registered"]["path"]) / "model.safetensors") for s in (summary, spread_run["single_node"]))
+    assert here.keys() == there.keys()
+    assert max(float((here[k] - there[k]).abs().max()) for k in here) < 1e-6
     predictor = Predictor(directory=Path(summary["registered"]["path"]))
     assert predictor.describe(predictor.predict(["a clinical note"])[0])["label"] in {"cardiac", "renal", "hepatic"}
 
