@@ -4,6 +4,7 @@ descriptions are their help text."""
 from __future__ import annotations
 
 import argparse
+from typing import Literal, get_args, get_origin
 
 from jobs.output import emit, pretty
 from jobs.serve_spec import ServeSpec
@@ -21,10 +22,13 @@ def add_serve_parser(sub, *, parents: list[argparse.ArgumentParser]) -> None:
     d.add_argument("--address", default=None, help="Ray cluster address; default: a local head on 127.0.0.1 that stays up")
     for name, field in ServeSpec.model_fields.items():
         flag = "--" + name.replace("_", "-")
+        text = field.description.replace("%", "%%")  # argparse formats help with %
         if field.annotation is bool:
-            d.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=field.description)
+            d.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=text)
+        elif get_origin(field.annotation) is Literal:
+            d.add_argument(flag, dest=name, default=None, choices=get_args(field.annotation), help=f"{text} (default {field.default})")
         else:
-            d.add_argument(flag, dest=name, default=None, type=_flag_type(field.annotation), help=f"{field.description} (default {field.default})")
+            d.add_argument(flag, dest=name, default=None, type=_flag_type(field.annotation), help=f"{text} (default {field.default})")
     d.set_defaults(func=cmd_serve)
     for command, text in (("status", "applications, deployments and replica states"), ("shutdown", "remove the deployment (and the local head this tool started)")):
         s = serve_sub.add_parser(command, parents=parents[:1], help=text)

@@ -174,3 +174,16 @@ def test_step_checkpoint_and_length_grouping_fields(planted_dir, tmp_path, famil
     assert parse_spec(tabular).training.group_by_length is False  # off for feature rows
     tabular["training"] = {**tabular["training"], "group_by_length": True}
     assert "training.group_by_length is for sequence inputs" in _error(tabular)
+
+
+@pytest.mark.parametrize("command", [
+    ["validate"], ["schema"], ["data"], ["train"], ["pretrain"], ["tune"], ["models", "list"], ["models", "show"], ["predict"],
+    ["cluster", "up"], ["cluster", "info"], ["submit"], ["jobs", "list"], ["serve", "deploy"], ["serve", "status"],
+])
+def test_every_command_prints_its_help(command, capsys):
+    # Help texts come from the specs' field descriptions; argparse formats them with %.
+    from jobs.cli import build_parser
+
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([*command, "--help"])
+    assert done.value.code == 0 and "usage: biomed" in capsys.readouterr().out
