@@ -59,18 +59,17 @@ def connect(*, address: str | None = None, num_cpus: int | None = None) -> dict:
                 os.environ.setdefault(key, value)
             # The dashboard (127.0.0.1, token auth on) also backs the State API that Train V2's
             # placement-group cleaner polls; without it that cleaner logs a warning every few seconds.
-            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", **quiet)
+            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", runtime_env=ray_compat.job_runtime_env(), **quiet)
         log.debug("joined %s", address or "a new embedded local Ray")
     autoscaler = ray_compat.autoscaler_info() if named else None
     return {**cluster_resources(), "fixed_size": autoscaler is None, "autoscaler": autoscaler}
 
 
-def _driver_runtime_env() -> dict | None:
+def _driver_runtime_env() -> dict:
     # A driver run as a Ray job already has the job's runtime env, and Ray refuses to merge a
     # driver's env var that the job also sets: add only the ones the job lacks.
     job_env = ray_compat.job_env_vars()
-    missing = {k: v for k, v in WORKER_ENV.items() if k not in job_env}
-    return {"env_vars": missing} if missing else None
+    return ray_compat.job_runtime_env({k: v for k, v in WORKER_ENV.items() if k not in job_env})
 
 
 def _local_head_address() -> str | None:

@@ -270,3 +270,56 @@ def autoscaler_info() -> dict | None:
     mapping = (json.loads(raw).get("autoscaler_report") or {}).get("node_type_mapping") or {}
     readonly = all(kind == f"{READONLY_NODE_TYPE_PREFIX}{node}" for node, kind in mapping.items())
     return None if readonly else {"version": "v1", "node_groups": None}
+
+
+# --- Ray Train's controller while it waits for workers --------------------------------------
+
+# Ray 2.60, ray/train/v2/_internal/execution/controller/controller.py: a worker group that is
+# not placed within the start timeout raises WorkerGroupStartupTimeoutError
+# (ray/train/v2/_internal/exceptions.py), which the control loop logs with
+# `logger.exception("Error in control loop iteration: ...")` on the module's logger (a stack
+# trace each time) before it tries again. A run waiting for a lost node is not an error.
+TRAIN_CONTROLLER_LOGGER = "ray.train.v2._internal.execution.controller.controller"
+# Ray 2.60, ray/train/v2/_internal/callbacks/backend_setup.py: when a worker's node is lost, the
+# shutdown of its process group fails and is logged with `logger.exception` ("Graceful shutdown
+# of backend failed. This is expected if one of the workers has crashed.").
+TRAIN_BACKEND_SETUP_LOGGER = "ray.train.v2._internal.callbacks.backend_setup"
+# The job-level runtime env key whose function runs first in every worker process of the job
+# (Train's controller included): ray/_private/runtime_env/setup_hook.py.
+WORKER_SETUP_HOOK_KEY = "worker_process_setup_hook"
+WORKER_SETUP_HOOK = "cluster.ray_compat.quiet_train_start_timeouts"
+
+
+class TrainWaitLines(logging.Filter):
+    """Turns the controller's stack traces of a run that waits (a start timeout; a lost
+    worker's failed backend shutdown) into one line each saying what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ray.exceptions import ActorDiedError
+        from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ActorDiedError):
+            record.msg, record.args, record.exc_info, record.exc_text = f"{record.getMessage()} (a worker's actor died: {type(error).__name__})", (), None, None
+        elif isinstance(error, WorkerGroupStartupTimeoutError):
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "waiting for room for %d Train worker(s): not placed within the start timeout; Ray Train tries again "
+                "(a lost node returning, an autoscaler adding one, or other jobs ending makes room)",
+                (error.num_workers,), None, None,
+            )
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_train_start_timeouts() -> None:
+    """The worker setup hook (WORKER_SETUP_HOOK): in Train's controller, a start timeout and a
+    lost worker's backend shutdown are logged as one line each instead of a stack trace."""
+    for name in (TRAIN_CONTROLLER_LOGGER, TRAIN_BACKEND_SETUP_LOGGER):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TrainWaitLines) for f in logger.filters):
+            logger.addFilter(TrainWaitLines())
+
+
+def job_runtime_env(env_vars: dict[str, str] | None = None) -> dict:
+    """The job-level runtime env a driver joins or starts Ray with: the setup hook, and `env_vars`."""
+    return {WORKER_SETUP_HOOK_KEY: WORKER_SETUP_HOOK, **({"env_vars": env_vars} if env_vars else {})}

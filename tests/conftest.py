@@ -72,7 +72,9 @@ def start_session_ray() -> None:
     ray_test_env()
     # The dashboard backs the State API that Ray Train V2's placement-group cleaner polls; without
     # it a trial stopped by ASHA leaks its workers' reservation and later trials starve.
-    ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True)
+    from cluster.ray_compat import job_runtime_env
+
+    ray.init(address="local", num_cpus=2, dashboard_host="127.0.0.1", object_store_memory=200 * 1024**2, log_to_driver=True, runtime_env=job_runtime_env())
 
 
 @pytest.fixture(scope="session")

@@ -178,3 +178,27 @@ def _status_written() -> bool:
     from ray.experimental.internal_kv import _internal_kv_get
 
     return _internal_kv_get(ray_compat.AUTOSCALER_STATUS_KEY) is not None
+
+
+def test_train_wait_stack_traces_become_one_line():
+    import importlib
+
+    from ray.exceptions import ActorDiedError
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+    for name in (ray_compat.TRAIN_CONTROLLER_LOGGER, ray_compat.TRAIN_BACKEND_SETUP_LOGGER):
+        assert importlib.import_module(name).logger.name == name
+    setup_hook = importlib.import_module("ray._private.runtime_env.setup_hook")
+    assert ray_compat.WORKER_SETUP_HOOK_KEY in inspect.getsource(setup_hook)
+    assert callable(getattr(importlib.import_module("cluster.ray_compat"), ray_compat.WORKER_SETUP_HOOK.rsplit(".", 1)[1]))
+
+    def record(error: Exception, message: str) -> logging.LogRecord:
+        return logging.LogRecord(ray_compat.TRAIN_CONTROLLER_LOGGER, logging.ERROR, __file__, 1, message, ("x",), (type(error), error, None))
+
+    timeout = record(WorkerGroupStartupTimeoutError(num_workers=2), "Error in control loop iteration: %s")
+    assert ray_compat.TrainWaitLines().filter(timeout) and timeout.exc_info is None and timeout.levelname == "WARNING"
+    assert timeout.getMessage().startswith("waiting for room for 2 Train worker(s)")
+    died = record(ActorDiedError(), "Graceful shutdown of backend failed%s")
+    assert ray_compat.TrainWaitLines().filter(died) and died.exc_info is None and died.getMessage() == "Graceful shutdown of backend failedx (a worker's actor died: ActorDiedError)"
+    other = record(ValueError("a bug"), "Error in control loop iteration: %s")
+    assert ray_compat.TrainWaitLines().filter(other) and other.exc_info is not None  # real errors keep their trace
