@@ -70,7 +70,8 @@ def prepare_driver_auth(address: str | None) -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def _ensure_auth_token() -> None:
+def ensure_auth_token() -> None:
+    """Generate Ray's auth token (~/.ray/auth_token) unless one exists or is given by env var."""
     # `ray start --head` enables token auth only when a token already exists.
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return
@@ -84,7 +85,7 @@ def start_head(*, num_cpus: int | None = None, started_by: str = "serve", timeou
     running = read_head()
     if running is not None:
         return running
-    _ensure_auth_token()
+    ensure_auth_token()
     gcs_port, dashboard_port = free_port(), free_port()
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)

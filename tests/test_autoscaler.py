@@ -54,12 +54,14 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 60.0
 
 @pytest.fixture(scope="module")
 def autoscaling_head(tmp_path_factory):
-    from cluster.local_head import free_port, stop_pid
+    from cluster.local_head import ensure_auth_token, free_port, stop_pid
 
     root = tmp_path_factory.mktemp("autoscaling")
     gcs_port, dashboard_port = free_port(), free_port()
     (root / "autoscaling.json").write_text(json.dumps(_autoscaling_config(gcs_port)))
     ray_test_env()
+    # `ray start --head` turns token auth on only when a token exists (a fresh HOME has none).
+    ensure_auth_token()
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "token"}
     command = [
         str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--temp-dir={tempfile.gettempdir()}/biomed-as-{gcs_port}",
