@@ -21,6 +21,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from biomed.checkpoint import raw_outputs, save_model_checkpoint
+from biomed.devices import PRECISIONS
 from biomed.inputs import validator_to_dict
 from biomed.models import is_head_parameter
 from biomed.tasks import get_task
@@ -40,7 +41,8 @@ def validation_outputs(model, encoded, rows: np.ndarray, *, spec: JobSpec, devic
 
 
 def precision_dtype(precision: str) -> torch.dtype | None:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    """The training autocast dtype (None: fp32); CPU autocasts bf16 too, unlike inference."""
+    return PRECISIONS[precision]
 
 
 def optimizer_for(model: torch.nn.Module, spec) -> torch.optim.Optimizer:
