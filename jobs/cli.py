@@ -132,6 +132,7 @@ def _print_tune_summary(s: dict) -> None:
     print(f"search {s['experiment']}: {s['num_trials']} trials, {s['num_stopped_early']} stopped early, {s['trial_epochs']} trial-epochs")
     print(f"  best trial {best['trial_id']} epoch {best['epoch']}: {s['selection']['metric']}={s['selection']['value']:.4f} config={best['config']}")
     print(f"  registered {s['name']}@{s['registered']['version']} ({'now best' if s['registered']['is_best'] else s['registered']['best_reason']})")
+    print("  " + _guard_line(s))
     if s["test_metrics"]:
         print("  test: " + _metrics_line(s["test_metrics"]))
     print(f"  results: {s['results_csv']}  plot: {s['plot_png']}")
@@ -140,10 +141,22 @@ def _print_tune_summary(s: dict) -> None:
 def _print_train_summary(s: dict) -> None:
     print(f"run {s['run_name']}: registered {s['name']}@{s['registered']['version']} at {s['registered']['path']}")
     print(f"  selected by {s['selection']['metric']} = {s['selection']['value']:.4f}")
+    print("  " + _guard_line(s))
     for label, metrics in (("model", s["test_metrics"]), (f"baseline {s['baseline']}", s["baseline_test_metrics"])):
         if metrics:
             print(f"  test {label}: " + _metrics_line(metrics))
     print(f"  learning curve: {s['learning_curve_png']}  metrics: {s['metrics_csv']}")
+
+
+def _guard_line(s: dict) -> str:
+    """The baseline guard in one plain line, with both validation figures."""
+    from jobs.registry import losing_line
+
+    g = s["guard"]
+    if s["beats_baseline"]:
+        return f"beats its baseline {g['baseline_name']} on validation: {g['metric']} {g['model']:.4f} against {g['baseline']:.4f}"
+    ref = f"{s['name']}@{s['registered']['version']}"
+    return f"NOT made best: {losing_line(g)}; `biomed models promote {ref} --force` makes it best anyway"
 
 
 def cmd_models(args) -> int:
@@ -153,6 +166,10 @@ def cmd_models(args) -> int:
     if args.models_command == "list":
         rows = registry.summary()
         emit({"models": rows}, as_json=args.json, human=lambda p: _print_models(p["models"]))
+    elif args.models_command == "promote":
+        entry = registry.promote(args.ref, force=args.force)
+        payload = {"name": entry["name"], "version": entry["version"], "is_best": True, "previous_best": entry["previous_best"], "beats_baseline": entry.get("beats_baseline")}
+        emit(payload, as_json=args.json, human=lambda p: print(f"{p['name']}@{p['version']} is now best (was v{p['previous_best']})"))
     else:
         entry = registry.get(args.ref)
         emit(entry, as_json=args.json, human=pretty)
@@ -163,8 +180,9 @@ def _print_models(rows: list[dict]) -> None:
     if not rows:
         print("no registered models")
     for r in rows:
-        sel = r["best_selection"] or {}
-        print(f"{r['name']} ({r['kind']}): {r['num_versions']} versions, best v{r['best_version']} ({sel.get('metric')}={sel.get('value', float('nan')):.4f})")
+        sel = r["best_selection"]
+        best = f"best v{r['best_version']} ({sel['metric']}={sel['value']:.4f})" if sel else "no best version (none beat its baseline; see `biomed models promote`)"
+        print(f"{r['name']} ({r['kind']}): {r['num_versions']} versions, {best}")
 
 
 def cmd_predict(args) -> int:
@@ -238,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
     m = models.add_parser("show", parents=[common, storage], help="one model: NAME (its best) or NAME@VERSION")
     m.add_argument("ref")
+    m.set_defaults(func=cmd_models)
+    m = models.add_parser("promote", parents=[common, storage], help="make NAME@VERSION the best version (what `predict NAME` and `serve deploy NAME` use)")
+    m.add_argument("ref", help="NAME@VERSION")
+    m.add_argument("--force", action="store_true", help="promote a version that did not beat its classical baseline on validation")
     m.set_defaults(func=cmd_models)
     p = sub.add_parser("predict", parents=[common, storage], help="predict with a registered model")
     p.add_argument("ref", help="NAME or NAME@VERSION")

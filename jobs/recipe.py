@@ -25,7 +25,7 @@ from biomed.encoding import build_encoder
 from biomed.log import get_logger
 from biomed.models import backbone_tokenizer, build_classifier
 from biomed.tasks import get_task
-from jobs.spec import JobSpec, model_folder
+from jobs.spec import JobSpec, graph_settings, model_folder
 from jobs.run_storage import display
 from jobs.splits import StreamedSplit, checks_for, load_splits
 from jobs.train_data import InMemoryTrain, StreamedEval, StreamedTrain, UnitLoader
@@ -84,7 +84,7 @@ class FineTuneRecipe:
             self.task.input_kind, train_inputs=[] if statistics else train.inputs,
             backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=self.task.input_kind),
             kmer_size=m.kmer_size, kmer_stride=m.kmer_stride, numeric=spec.data.numeric_columns, categorical=spec.data.categorical_columns,
-            statistics=statistics,
+            statistics=statistics, graphs=graph_settings(m) is not None, molecule_features=m.molecule_features,
         )
         target_stats = (statistics or {}).get("targets")
         self.scaling = target_scaling(spec, train.targets if statistics is None else None, statistics=target_stats)
@@ -113,11 +113,17 @@ class FineTuneRecipe:
         model = build_classifier(
             backbone=m.backbone, path=model_folder(self.spec), labels=self.labels, num_outputs=self.task.target.num_outputs(len(self.labels)), dropout=t.dropout,
             vocab_size=getattr(self.encoder, "vocab_size", 0), num_features=getattr(self.encoder, "num_features", 0),
-            hidden_sizes=m.hidden_sizes, pooling=m.pooling,
+            hidden_sizes=m.hidden_sizes, pooling=m.pooling, graph=self._graph_settings(),
         )
         self.model = ray.train.torch.prepare_model(model)
         self.core = self.model.module if hasattr(self.model, "module") else self.model
         self.class_weights = self.class_weights.to(self.device) if self.class_weights is not None else None
+
+    def _graph_settings(self) -> dict | None:
+        settings = graph_settings(self.spec.model)
+        if settings is None:
+            return None
+        return {**settings, "atom_fdim": self.encoder.atom_fdim, "bond_fdim": self.encoder.bond_fdim}
 
     def _setup_optimizer(self) -> None:
         from transformers import get_linear_schedule_with_warmup

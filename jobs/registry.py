@@ -130,6 +130,11 @@ class Registry:
         index = self._index(name)
         if not index["versions"]:
             raise RegistryError(f"no model named {name!r} in {self.root} (known: {self.names()})")
+        if version is None and index["best"] is None:
+            raise RegistryError(
+                f"model {name!r} has no best version: none of versions {[v['version'] for v in index['versions']]} beat its baseline; "
+                f"`biomed models promote {name}@VERSION --force` makes one best, or name the version ({name}@VERSION)"
+            )
         wanted = index["best"] if version is None else version
         for entry in index["versions"]:
             if entry["version"] == wanted:
@@ -140,7 +145,9 @@ class Registry:
         """Copy model_dir in as a new version (or return the version that already holds it).
 
         `selection` is {"metric", "mode", "value"}; the best pointer moves only to a version
-        that is strictly better on the same metric and mode.
+        that is strictly better on the same metric and mode, and never to one whose record says
+        it did not beat its classical baseline (`beats_baseline` false; `promote(force=True)`
+        can still make it best).
         """
         model_dir = Path(model_dir)
         with self._locked():
@@ -169,7 +176,7 @@ class Registry:
                 "registered_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
             best = next((v for v in index["versions"] if v["version"] == index["best"]), None)
-            moved, reason = self._should_move(best, selection)
+            moved, reason = self._should_move(best, selection, guard=record.get("guard") if record.get("beats_baseline") is False else None)
             index["versions"].append(entry)
             if moved:
                 index["best"] = version
@@ -177,7 +184,9 @@ class Registry:
             return {**entry, "is_best": moved, "best_reason": reason}
 
     @staticmethod
-    def _should_move(best: dict | None, selection: dict) -> tuple[bool, str]:
+    def _should_move(best: dict | None, selection: dict, *, guard: dict | None = None) -> tuple[bool, str]:
+        if guard is not None:
+            return False, f"not made best: {losing_line(guard)}"
         if best is None:
             return True, "first version"
         old = best["selection"]
@@ -186,3 +195,33 @@ class Registry:
         if _better(selection["value"], old["value"], selection["mode"]):
             return True, f"{selection['metric']} {selection['value']:.4f} beats {old['value']:.4f} (v{best['version']})"
         return False, f"best kept: {selection['metric']} {selection['value']:.4f} does not beat {old['value']:.4f} (v{best['version']})"
+
+    def promote(self, ref: str, *, force: bool = False) -> dict:
+        """Make NAME@VERSION the best version. A version that did not beat its classical
+        baseline needs `force`; every promotion is recorded in index.json (who won, and whether forced)."""
+        name, version = parse_ref(ref)
+        if version is None:
+            raise RegistryError(f"promote needs a version: {name}@VERSION (versions: {[v['version'] for v in self.versions(name)]})")
+        with self._locked():
+            index = self._index(name)
+            entry = next((v for v in index["versions"] if v["version"] == version), None)
+            if entry is None:
+                raise RegistryError(f"model {name!r} has no version {version} (versions: {[v['version'] for v in index['versions']]})")
+            if entry.get("beats_baseline") is False and not force:
+                raise RegistryError(f"{name}@{version} did not beat its baseline ({losing_line(entry['guard'])}); pass --force to make it best anyway")
+            previous = index["best"]
+            index["best"] = version
+            index.setdefault("promotions", []).append({
+                "version": version, "previous_best": previous, "forced": bool(force and entry.get("beats_baseline") is False),
+                "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            })
+            _write_json_atomic(self._model_dir(name) / INDEX_FILE, index)
+        return {**entry, "is_best": True, "previous_best": previous}
+
+
+def losing_line(guard: dict) -> str:
+    """One plain line: the model's validation score against its baseline's, both figures."""
+    return (
+        f"validation {guard['metric']} {guard['model']:.4f} does not beat the baseline {guard['baseline_name']}'s {guard['baseline']:.4f} "
+        f"({'higher' if guard['mode'] == 'max' else 'lower'} is better)"
+    )

@@ -75,22 +75,40 @@ def first_validation_input(spec: JobSpec, splits: Splits):
 
 def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     """Validation and test metrics of the checkpoint (with the selection metric's bootstrap
-    interval) and test metrics of the task's classical baseline on the same split."""
+    interval), the task's classical baseline on the same validation and test rows (one fit on
+    the training split), and whether the model beats it on validation by the selection metric."""
     task = get_task(spec.task.name)
     seed = spec.training.seed
     out = {"validation": with_interval(task, spec.metric, *_predict(spec, predictor, splits.validation), seed=seed)}
-    if splits.test is None:
-        return out
     # The baseline's character n-grams reach the model's k-mer; 6 (DNABERT's) when it reads BPE.
     context = BaselineContext(
         num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=(spec.model.kmer_size or 6) if task.input_kind == "dna" else 3,
         numeric=tuple(spec.data.numeric_columns), categorical=tuple(spec.data.categorical_columns),
     )
-    train, test = sample(spec, splits.train), sample(spec, splits.test)
-    baseline = BASELINES[task.baseline](train.inputs, train.targets, test.inputs, context)
+    train, validation = sample(spec, splits.train), sample(spec, splits.validation)
+    test = sample(spec, splits.test) if splits.test is not None else None
+    held = validation.inputs + (test.inputs if test is not None else [])
+    predictions = BASELINES[task.baseline](train.inputs, train.targets, held, context)
+    cut = len(validation)
+    out["baseline_validation"] = with_interval(task, spec.metric, validation.targets, predictions[:cut], seed=seed)
+    # Like for like: a streamed validation set is compared on the baseline's sample of it.
+    model_validation = out["validation"] if isinstance(splits.validation, Split) else with_interval(task, spec.metric, *_predict(spec, predictor, validation), seed=seed)
+    out["beats_baseline"] = beats(model_validation[spec.metric], out["baseline_validation"][spec.metric], spec.mode)
+    out["guard"] = {"metric": spec.metric, "mode": spec.mode, "model": model_validation[spec.metric], "baseline": out["baseline_validation"][spec.metric], "baseline_name": task.baseline}
+    if test is None:
+        return out
     out["model"] = with_interval(task, spec.metric, *_predict(spec, predictor, splits.test), seed=seed)
-    out["baseline"] = with_interval(task, spec.metric, test.targets, baseline, seed=seed)
+    out["baseline"] = with_interval(task, spec.metric, test.targets, predictions[cut:], seed=seed)
     out["baseline"]["train_rows"], out["baseline"]["test_rows"] = len(train), len(test)
     if isinstance(splits.test, StreamedSplit):
         out["model_on_baseline_rows"] = with_interval(task, spec.metric, *_predict(spec, predictor, test), seed=seed)
     return out
+
+
+def beats(model: float, baseline: float, mode: str) -> bool:
+    """Whether the model's score is strictly better than the baseline's (a tie does not beat it)."""
+    if np.isnan(model):
+        return False
+    if np.isnan(baseline):
+        return True
+    return model > baseline if mode == "max" else model < baseline

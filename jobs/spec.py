@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from biomed.data import Columns, distinct_labels
 from biomed.streams import check_files
-from biomed.models import BACKBONES, MLPPreset, check_backbone_input, check_local_model_dir, default_pooling
+from biomed.models import BACKBONES, DMPNNPreset, MLPPreset, check_backbone_input, check_local_model_dir, default_pooling
 from biomed.tasks import TASKS, get_task
 from jobs.data_spec import DataSpec
 from jobs.spec_base import _RunSpec, _Spec, _absolute
@@ -73,6 +73,18 @@ class ModelSpec(_Spec):
         description="BERT-family models: what the classification head reads. 'cls': the [CLS] state through the pooler (stock BertForSequenceClassification); 'mean': the mean of the token states, as sentence-embedding models such as all-MiniLM-L6-v2 were trained. Omitted: the backbone's own ('mean' for all-minilm-l6-v2, 'cls' otherwise).",
     )
     hidden_sizes: list[int] | None = Field(default=None, min_length=1, description="MLP backbone (tabular and survival tasks): widths of the hidden layers. Omitted: the preset's [128, 64].")
+    depth: int | None = Field(default=None, ge=1, le=12, description="dmpnn backbone: message-passing steps (chemprop's --depth). Omitted: 3.")
+    hidden_size: int | None = Field(default=None, ge=8, le=4096, description="dmpnn backbone: width of the bond messages (chemprop's --message-hidden-dim). Omitted: 300.")
+    aggregation: Literal["mean", "sum", "norm"] | None = Field(
+        default=None, description="dmpnn backbone: how atom states become the molecule vector: mean, sum, or norm (the sum divided by 100, chemprop's default). Omitted: norm.",
+    )
+    batch_norm: bool | None = Field(default=None, description="dmpnn backbone: batch norm over the molecule vector before the head (chemprop's --batch-norm). Omitted: off.")
+    ffn_hidden_size: int | None = Field(default=None, ge=1, le=8192, description="dmpnn backbone: width of the head's hidden layers (chemprop's --ffn-hidden-dim). Omitted: 300.")
+    ffn_num_layers: int | None = Field(default=None, ge=0, le=8, description="dmpnn backbone: hidden layers in the head (chemprop's --ffn-num-layers). Omitted: 1.")
+    molecule_features: Literal["none", "morgan_count", "rdkit_2d"] = Field(
+        default="none",
+        description="Molecule tasks, dmpnn backbone: molecule-level features concatenated before the head: none; morgan_count (radius-2 Morgan counts, 2048 columns); rdkit_2d (RDKit's 2D descriptors, about 217). Computed with chemprop's featurizers, standardised on the training split and saved with the checkpoint, so serving computes them as training did.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -80,6 +92,9 @@ class ModelSpec(_Spec):
         # Resolved here so the run name (a hash of the spec) names the architecture trained.
         if isinstance(data, dict) and data.get("pooling") is None:
             data = {**data, "pooling": default_pooling(data.get("backbone"))}
+        preset = BACKBONES.get(data.get("backbone")) if isinstance(data, dict) and isinstance(data.get("backbone"), str) else None
+        if isinstance(preset, DMPNNPreset):
+            data = {**dict(preset.defaults), **{k: v for k, v in data.items() if v is not None}}
         return data
 
     @field_validator("hidden_sizes")
@@ -114,6 +129,12 @@ class ModelSpec(_Spec):
                 raise ValueError(f"pooling 'mean' needs a BERT model folder; {self.path!r} holds model_type {model_type!r}")
         if self.pooling is not None and isinstance(BACKBONES.get(self.backbone), MLPPreset):
             raise ValueError(f"pooling {self.pooling!r} applies to sequence models; backbone {self.backbone!r} reads tabular features")
+        if not isinstance(BACKBONES.get(self.backbone), DMPNNPreset):
+            graph_fields = [k for k in GRAPH_FIELDS if getattr(self, k) is not None]
+            if graph_fields:
+                raise ValueError(f"model.{graph_fields[0]} sets the 'dmpnn' backbone only")
+            if self.molecule_features != "none":
+                raise ValueError(f"model.molecule_features {self.molecule_features!r} is read by the 'dmpnn' backbone; it is not implemented for {self.backbone or 'model folders'!r}")
         if self.kmer_size is None and self.path is None and self.pretrained is None:
             raise ValueError("model.kmer_size null (bases read by a BPE tokenizer) needs the tokenizer of model.path or model.pretrained; a preset backbone reads k-mers")
         if self.kmer_size is not None and self.kmer_stride > self.kmer_size:
@@ -121,10 +142,21 @@ class ModelSpec(_Spec):
         return self
 
 
+# The dmpnn backbone's own fields (biomed.dmpnn); `graph_settings` passes them to the model.
+GRAPH_FIELDS = ("depth", "hidden_size", "aggregation", "batch_norm", "ffn_hidden_size", "ffn_num_layers")
+
+
+def graph_settings(model: ModelSpec) -> dict | None:
+    """The dmpnn settings of a model spec (None: another backbone)."""
+    if not isinstance(BACKBONES.get(model.backbone), DMPNNPreset):
+        return None
+    return {k: getattr(model, k) for k in GRAPH_FIELDS}
+
+
 class TrainingSpec(_Spec):
     epochs: int = Field(default=3, ge=1, le=1000, description="Passes over the training data.")
     batch_size_per_worker: int = Field(default=16, ge=1, le=4096, description="Examples per step on each worker; the global batch is this × num_workers × gradient_accumulation_steps.")
-    learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
+    learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0, description="Peak AdamW learning rate. Omitted: 5e-5 (1e-3, chemprop's peak rate, for the dmpnn backbone).")
     head_learning_rate: float | None = Field(
         default=None,
         gt=0.0,
@@ -148,7 +180,7 @@ class TrainingSpec(_Spec):
     )
     group_by_length: bool | None = Field(
         default=None,
-        description="Draw each training batch from rows of similar length (shuffled mega-batches sorted by length, as Hugging Face's LengthGroupedSampler), so less compute goes to padding; still every row once per epoch, deterministic per seed. Sequence inputs only. Omitted: on for sequence inputs (text, DNA, protein, SMILES), off for feature rows.",
+        description="Draw each training batch from rows of similar length (shuffled mega-batches sorted by length, as Hugging Face's LengthGroupedSampler), so less compute goes to padding; still every row once per epoch, deterministic per seed. Sequence inputs only. Omitted: on for sequence inputs (text, DNA, protein, SMILES), off for feature rows and for the dmpnn backbone (graphs are not padded).",
     )
 
 
@@ -181,6 +213,19 @@ class JobSpec(_RunSpec):
     tune: TuneSpec | None = Field(default=None, description="Hyperparameter search run by `biomed tune` (ignored by `biomed train`).")
     serve: ServeSpec | None = Field(default=None, description="How `biomed serve deploy` hosts this model (replicas, batching, limits); its flags override it.")
 
+
+    @model_validator(mode="before")
+    @classmethod
+    def _graph_training_defaults(cls, data):
+        # A D-MPNN trains at chemprop's peak rate (1e-3), not a transformer's; and its batches
+        # have no padding, so grouping them by size would only correlate batches with the target.
+        # Resolved here so the run name (a hash of the spec) names what was trained.
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("backbone") == "dmpnn":
+            training = dict(data.get("training") or {})
+            training.setdefault("learning_rate", 1e-3)
+            training.setdefault("group_by_length", False)
+            data = {**data, "training": training}
+        return data
 
     @model_validator(mode="after")
     def _labels_and_metric(self) -> "JobSpec":
@@ -251,6 +296,8 @@ class JobSpec(_RunSpec):
             object.__setattr__(self, "model", self.model.model_copy(update=update))
         if self.model.hidden_sizes is not None and self.model.backbone != "mlp":
             raise ValueError("model.hidden_sizes sets the widths of the 'mlp' backbone only")
+        if self.model.molecule_features != "none" and self.data.streaming == "on":
+            raise ValueError(f"model.molecule_features {self.model.molecule_features!r} are standardised on the training split in memory; data.streaming 'on' streams it (use auto or off)")
 
     def columns(self) -> Columns:
         """The data columns this spec's task reads."""

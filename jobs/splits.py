@@ -18,7 +18,7 @@ from biomed.streams import StreamIndex, TargetStatistics, scan, total_rows
 from biomed.inputs import TabularValidator, sequence_validator
 from biomed.molecules import scaffold_split
 from biomed.tasks import get_task
-from jobs.spec import JobSpec, model_folder
+from jobs.spec import JobSpec, graph_settings, model_folder
 
 
 @dataclass
@@ -102,7 +102,8 @@ def _scan_training(spec: JobSpec) -> StreamIndex:
     from biomed.models import backbone_tokenizer
 
     task, m, d = get_task(spec.task.name), spec.model, spec.data
-    has_tokenizer = task.input_kind != "smiles" or backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=task.input_kind) is not None
+    # A graph encoder (dmpnn) fits no vocabulary, so a streamed pass collects none for it.
+    has_tokenizer = task.input_kind != "smiles" or graph_settings(m) is not None or backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=task.input_kind) is not None
     statistics = {"targets": TargetStatistics(task.target_kind, num_classes=len(spec.task.labels or []))}
     encoder = encoder_statistics(task.input_kind, has_backbone_tokenizer=has_tokenizer, numeric=d.numeric_columns, categorical=d.categorical_columns)
     if encoder is not None:

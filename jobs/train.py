@@ -69,7 +69,12 @@ def score_and_register(
         "selected_val_metrics": test["validation"],
         "test_metrics": test.get("model"),
         "baseline": get_task(spec.task.name).baseline,
+        "baseline_val_metrics": test["baseline_validation"],
         "baseline_test_metrics": test.get("baseline"),
+        # The baseline guard: decided on validation by the selection metric; a version that
+        # does not beat its baseline is never made best automatically (jobs/registry.py).
+        "beats_baseline": test["beats_baseline"],
+        "guard": test["guard"],
         **({"model_test_metrics_on_baseline_rows": test["model_on_baseline_rows"]} if "model_on_baseline_rows" in test else {}),
         "spec": spec.model_dump(mode="json"),
         # The golden check's input: the first validation example, already normalised.
@@ -85,7 +90,10 @@ def score_and_register(
         "selected_val_metrics": record["selected_val_metrics"],
         "test_metrics": record["test_metrics"],
         "baseline": record["baseline"],
+        "baseline_val_metrics": record["baseline_val_metrics"],
         "baseline_test_metrics": record["baseline_test_metrics"],
+        "beats_baseline": record["beats_baseline"],
+        "guard": record["guard"],
     }
 
 
