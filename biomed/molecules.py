@@ -21,7 +21,8 @@ def parse_smiles(smiles: str) -> tuple[str, str | None]:
     _quiet_rdkit()
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
-        return smiles, f"SMILES {smiles[:80]!r} does not parse as a molecule (RDKit)"
+        # The input is not quoted back: a row number is enough to find it, and it may be a patient's.
+        return smiles, f"SMILES of {len(smiles)} characters does not parse as a molecule (RDKit)"
     return Chem.MolToSmiles(mol), None
 
 

@@ -81,6 +81,25 @@ def planted_smiles_table(num_rows: int, *, seed: int) -> pa.Table:
     return pa.table({"smiles": smiles, "value": values})
 
 
+# Distractors share the nitro group's atoms (N, O, a charged N), so only the substructure tells.
+NITRO_DISTRACTORS = ["C(=O)O", "N", "O", "C(=O)N", "C[N+](C)(C)C", "OC", "c1ccncc1"]
+
+
+def planted_nitro_table(num_rows: int, *, seed: int) -> pa.Table:
+    """Chains of fragments with N and O distractors; label "nitro" iff a nitro group
+    ([N+](=O)[O-]) is attached (chance 0.5), else "none"."""
+    rng = np.random.default_rng(seed)
+    smiles, labels = [], []
+    for _ in range(num_rows):
+        parts = ["C", *rng.choice(SMILES_FRAGMENTS + NITRO_DISTRACTORS, size=int(rng.integers(2, 7)))]
+        nitro = bool(rng.random() < 0.5)
+        if nitro:
+            parts.insert(int(rng.integers(1, len(parts) + 1)), "C([N+](=O)[O-])")
+        smiles.append("".join(parts))
+        labels.append("nitro" if nitro else "none")
+    return pa.table({"smiles": smiles, "label": labels})
+
+
 def planted_tabular_table(num_rows: int, *, seed: int) -> pa.Table:
     """Four numeric features (x3 often missing) and a categorical `site`; label "high" iff
     x1 - x2 + 1.5·[site = b] > 0.3 (about balanced)."""

@@ -239,7 +239,7 @@ class JobSpec(_RunSpec):
                 f"checkpointing.metric {metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})"
             )
         if self.tune is not None:
-            self.tune.check_fields(self.training)
+            self.tune.check_fields(self.training, self.model)
             if self.tune.metric is not None and self.tune.metric not in task.metric_names:
                 raise ValueError(f"tune.metric {self.tune.metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})")
         if self.training.group_by_length and task.input_kind == "tabular":

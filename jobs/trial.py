@@ -14,6 +14,7 @@ import numpy as np
 from cluster.ray_compat import drain_tune_reports
 from jobs.spec import JobSpec
 from jobs.trainer import build_trainer, run_name
+from jobs.tune_spec import split_params
 
 
 def search_metric(spec: JobSpec) -> str:
@@ -29,9 +30,11 @@ def search_mode(spec: JobSpec) -> str:
 
 
 def trial_spec(spec: JobSpec, params: dict) -> JobSpec:
-    """The spec a trial trains: sampled values in `training`, checkpoints kept by the search metric."""
+    """The spec a trial trains: sampled values in `training` and `model`, checkpoints kept by the search metric."""
     raw = spec.model_dump(mode="json")
-    raw["training"].update({k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()})
+    training, model = split_params({k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()})
+    raw["training"].update(training)
+    raw["model"].update(model)
     raw["checkpointing"].update({"metric": search_metric(spec), "mode": search_mode(spec)})
     raw["tune"] = None
     return JobSpec.model_validate(raw)

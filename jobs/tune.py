@@ -53,8 +53,13 @@ def _spec_point(spec: JobSpec) -> list[dict] | None:
     t = spec.tune
     if not t.include_spec_values or t.search_algorithm == "grid":
         return None
-    point = {k: getattr(spec.training, k) for k in t.search_space if getattr(spec.training, k) is not None}
+    point = {k: _spec_value(spec, k) for k in t.search_space if _spec_value(spec, k) is not None}
     return [point] if point else None
+
+
+def _spec_value(spec: JobSpec, key: str):
+    """The spec's own value of a search-space key (`model.` keys from the model section)."""
+    return getattr(spec.model, key.removeprefix("model.")) if key.startswith("model.") else getattr(spec.training, key)
 
 
 def _search_alg(spec: JobSpec, concurrency: int):

@@ -1,7 +1,8 @@
 """The `tune:` section of a job spec: search space, search algorithm, scheduler, budget.
 
-Search-space keys are training field names (`learning_rate`, `dropout`, ...); every bound or
-choice is validated against that field's own rules before any trial starts.
+Search-space keys are training field names (`learning_rate`, `dropout`, ...) or model fields
+prefixed `model.` (`model.depth`, `model.molecule_features`, ...); every bound or choice is
+validated against that field's own rules before any trial starts.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ class SchedulerSpec(_Spec):
 
 
 class TuneSpec(_Spec):
-    search_space: dict[str, Distribution] = Field(min_length=1, description="Training field name → distribution, e.g. learning_rate: {loguniform: [1e-5, 1e-3]}.")
+    search_space: dict[str, Distribution] = Field(
+        min_length=1,
+        description="Training field name, or model field as model.NAME, → distribution, e.g. learning_rate: {loguniform: [1e-5, 1e-3]}, model.depth: {choice: [3, 4, 5]}.",
+    )
     num_samples: int = Field(default=8, ge=1, le=10_000, description="Trials to sample (with grid keys: repetitions of the whole grid).")
     search_algorithm: Literal["random", "grid", "optuna"] = Field(
         default="random", description="random (Tune's variant generator), grid (every key a grid) or optuna (TPE; needs the optuna package)."
@@ -102,15 +106,30 @@ class TuneSpec(_Spec):
             raise ValueError("search_algorithm 'optuna' needs the optuna package: pip install 'biomed-ray[tune]' (or pip install optuna)")
         return self
 
-    def check_fields(self, training: BaseModel) -> None:
-        """Every key is a training field and every value the distribution can take is valid."""
-        fields = type(training).model_fields
+    def check_fields(self, training: BaseModel, model: BaseModel | None = None) -> None:
+        """Every key is a training field (or `model.` a model field) and every value the
+        distribution can take is valid for it."""
         for name, dist in self.search_space.items():
-            if name not in fields:
-                raise ValueError(f"tune.search_space: {name!r} is not a training field (fields: {sorted(fields)})")
+            section, field = ("model", name.removeprefix("model.")) if name.startswith("model.") else ("training", name)
+            spec = model if section == "model" else training
+            fields = type(spec).model_fields if spec is not None else {}
+            if field not in fields or field in UNTUNABLE_MODEL_FIELDS and section == "model":
+                allowed = sorted(fields) if section == "training" else sorted(f"model.{f}" for f in fields if f not in UNTUNABLE_MODEL_FIELDS)
+                raise ValueError(f"tune.search_space: {name!r} is not a {section} field that can be searched (fields: {allowed})")
             for value in dist.extremes():
                 try:
-                    type(training).model_validate({**training.model_dump(), name: value})
+                    type(spec).model_validate({**spec.model_dump(), field: value})
                 except ValidationError as error:
                     reason = error.errors()[0]["msg"]
-                    raise ValueError(f"tune.search_space.{name}: value {value!r} is invalid for training.{name}: {reason}") from None
+                    raise ValueError(f"tune.search_space.{name}: value {value!r} is invalid for {section}.{field}: {reason}") from None
+
+
+# Which model a trial trains and reads is fixed by the spec, not searched.
+UNTUNABLE_MODEL_FIELDS = frozenset({"backbone", "path", "pretrained"})
+
+
+def split_params(params: dict) -> tuple[dict, dict]:
+    """A trial's sampled values as (training updates, model updates)."""
+    training = {k: v for k, v in params.items() if not k.startswith("model.")}
+    model = {k.removeprefix("model."): v for k, v in params.items() if k.startswith("model.")}
+    return training, model

@@ -140,6 +140,7 @@ def test_serve_answers_per_family_and_rejects_bad_inputs_with_422(family_models,
         bad_smiles = post("planted-smiles", ["CCO", "C1CC"])
         assert bad_smiles.status_code == 422
         assert bad_smiles.json()["detail"][0]["loc"] == ["body", "inputs", 1] and "does not parse" in bad_smiles.json()["detail"][0]["msg"]
+        assert "C1CC" not in bad_smiles.text  # the position is named, the input never echoed
 
         record = {"x1": 1.5, "x2": -1.0, "x3": 0.0, "stage": "iii"}
         risks = post("planted-survival", [record, {**record, "x1": -1.5, "x2": 1.0, "stage": "i"}])
