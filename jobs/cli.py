@@ -153,6 +153,8 @@ def _guard_line(s: dict) -> str:
     from jobs.registry import losing_line
 
     g = s["guard"]
+    if s["beats_baseline"] and g["model"] == g["baseline"]:
+        return f"ties its baseline {g['baseline_name']} on validation at the perfect score: {g['metric']} {g['model']:.4f} (made best as usual)"
     if s["beats_baseline"]:
         return f"beats its baseline {g['baseline_name']} on validation: {g['metric']} {g['model']:.4f} against {g['baseline']:.4f}"
     ref = f"{s['name']}@{s['registered']['version']}"

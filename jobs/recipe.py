@@ -25,7 +25,8 @@ from biomed.encoding import build_encoder
 from biomed.log import get_logger
 from biomed.models import backbone_tokenizer, build_classifier
 from biomed.tasks import get_task
-from jobs.spec import JobSpec, graph_settings, model_folder
+from jobs.model_spec import graph_settings
+from jobs.spec import JobSpec, model_folder
 from jobs.run_storage import display
 from jobs.splits import StreamedSplit, checks_for, load_splits
 from jobs.train_data import InMemoryTrain, StreamedEval, StreamedTrain, UnitLoader

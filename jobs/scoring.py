@@ -106,9 +106,15 @@ def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
 
 
 def beats(model: float, baseline: float, mode: str) -> bool:
-    """Whether the model's score is strictly better than the baseline's (a tie does not beat it)."""
+    """Whether the model's score is strictly better than the baseline's. A tie does not beat
+    it, except at the metric's perfect score (1 for higher-is-better metrics, which all top out
+    at 1 here; 0 for errors and losses), which nothing can beat: there the model is as good as
+    anything a user could pick instead."""
     if np.isnan(model):
         return False
     if np.isnan(baseline):
+        return True
+    perfect = 1.0 if mode == "max" else 0.0
+    if model == baseline == perfect:
         return True
     return model > baseline if mode == "max" else model < baseline

@@ -18,7 +18,8 @@ from biomed.streams import StreamIndex, TargetStatistics, scan, total_rows
 from biomed.inputs import TabularValidator, sequence_validator
 from biomed.molecules import scaffold_split
 from biomed.tasks import get_task
-from jobs.spec import JobSpec, graph_settings, model_folder
+from jobs.model_spec import graph_settings
+from jobs.spec import JobSpec, model_folder
 
 
 @dataclass

@@ -209,3 +209,12 @@ def test_molecule_features_are_fitted_on_training_and_saved(tmp_path):
     reloaded = load_encoder(tmp_path, read_metadata(tmp_path))
     unseen = planted_nitro_table(10, seed=4).column("smiles").to_pylist()
     np.testing.assert_array_equal(reloaded.encode(unseen).features, encoder.encode(unseen).features)
+
+
+def test_the_guard_counts_ties_as_losses_except_at_a_perfect_score():
+    from jobs.scoring import beats
+
+    assert beats(0.91, 0.90, "max") and not beats(0.90, 0.90, "max") and not beats(0.89, 0.90, "max")
+    assert beats(0.5, 0.6, "min") and not beats(0.6, 0.6, "min")
+    assert beats(1.0, 1.0, "max") and beats(0.0, 0.0, "min")  # nothing beats a perfect score
+    assert not beats(float("nan"), 0.5, "max") and beats(0.5, float("nan"), "max")

@@ -1,0 +1,120 @@
+"""The `model:` section of a job spec: which backbone, and its architecture settings.
+
+Split from jobs/spec.py (the whole job spec); JobSpec re-exports ModelSpec.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from biomed.models import BACKBONES, DMPNNPreset, MLPPreset, check_local_model_dir, default_pooling
+from jobs.spec_base import _Spec, _absolute
+
+
+class ModelSpec(_Spec):
+    backbone: str | None = Field(
+        default=None, description=f"Named backbone from the biomed registry: one of {sorted(BACKBONES)}."
+    )
+    path: str | None = Field(
+        default=None,
+        description="A local Hugging Face model folder (config.json, safetensors weights, tokenizer). Exclusive with `backbone`.",
+    )
+    pretrained: str | None = Field(
+        default=None,
+        description="NAME or NAME@VERSION: a backbone registered by `biomed pretrain` in this spec's registry (registry_storage_path, else storage_path) (its best version when no version is given; the run pins the version it found). Exclusive with `backbone` and `path`.",
+    )
+
+    kmer_size: int | None = Field(
+        default=6,
+        ge=1,
+        le=8,
+        description="DNA tasks: nucleotides per k-mer token. null: no k-mer cut, the bases go to the model folder's own tokenizer (a BPE vocabulary, as DNABERT-2 reads DNA); needs model.path or model.pretrained. With model.pretrained, omit it to take the backbone's own cut.",
+    )
+    kmer_stride: int = Field(default=1, ge=1, le=8, description="DNA tasks: step between k-mer starts (1: overlapping k-mers, kmer_size: non-overlapping).")
+    pooling: Literal["cls", "mean"] | None = Field(
+        default=None,
+        description="BERT-family models: what the classification head reads. 'cls': the [CLS] state through the pooler (stock BertForSequenceClassification); 'mean': the mean of the token states, as sentence-embedding models such as all-MiniLM-L6-v2 were trained. Omitted: the backbone's own ('mean' for all-minilm-l6-v2, 'cls' otherwise).",
+    )
+    hidden_sizes: list[int] | None = Field(default=None, min_length=1, description="MLP backbone (tabular and survival tasks): widths of the hidden layers. Omitted: the preset's [128, 64].")
+    depth: int | None = Field(default=None, ge=1, le=12, description="dmpnn backbone: message-passing steps (chemprop's --depth). Omitted: 3.")
+    hidden_size: int | None = Field(default=None, ge=8, le=4096, description="dmpnn backbone: width of the bond messages (chemprop's --message-hidden-dim). Omitted: 300.")
+    aggregation: Literal["mean", "sum", "norm"] | None = Field(
+        default=None, description="dmpnn backbone: how atom states become the molecule vector: mean, sum, or norm (the sum divided by 100, chemprop's default). Omitted: norm.",
+    )
+    batch_norm: bool | None = Field(default=None, description="dmpnn backbone: batch norm over the molecule vector before the head (chemprop's --batch-norm). Omitted: off.")
+    ffn_hidden_size: int | None = Field(default=None, ge=1, le=8192, description="dmpnn backbone: width of the head's hidden layers (chemprop's --ffn-hidden-dim). Omitted: 300.")
+    ffn_num_layers: int | None = Field(default=None, ge=0, le=8, description="dmpnn backbone: hidden layers in the head (chemprop's --ffn-num-layers). Omitted: 1.")
+    molecule_features: Literal["none", "morgan_count", "rdkit_2d"] = Field(
+        default="none",
+        description="Molecule tasks, dmpnn backbone: molecule-level features concatenated before the head: none; morgan_count (radius-2 Morgan counts, 2048 columns); rdkit_2d (RDKit's 2D descriptors, about 217). Computed with chemprop's featurizers, standardised on the training split and saved with the checkpoint, so serving computes them as training did.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_pooling(cls, data):
+        # Resolved here so the run name (a hash of the spec) names the architecture trained.
+        if isinstance(data, dict) and data.get("pooling") is None:
+            data = {**data, "pooling": default_pooling(data.get("backbone"))}
+        preset = BACKBONES.get(data.get("backbone")) if isinstance(data, dict) and isinstance(data.get("backbone"), str) else None
+        if isinstance(preset, DMPNNPreset):
+            data = {**dict(preset.defaults), **{k: v for k, v in data.items() if v is not None}}
+        return data
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _widths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(not 1 <= w <= 65536 for w in value):
+            raise ValueError(f"hidden_sizes {value}: every width must be between 1 and 65536")
+        return value
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str | None) -> str | None:
+        if value is not None and value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; known backbones: {sorted(BACKBONES)}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _model_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        check_local_model_dir(Path(value).expanduser())
+        return _absolute(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ModelSpec":
+        if sum(v is not None for v in (self.backbone, self.path, self.pretrained)) != 1:
+            raise ValueError("give exactly one of model.backbone, model.path or model.pretrained")
+        if self.pooling == "mean" and self.path is not None:
+            model_type = json.loads((Path(self.path) / "config.json").read_text()).get("model_type")
+            if model_type != "bert":
+                raise ValueError(f"pooling 'mean' needs a BERT model folder; {self.path!r} holds model_type {model_type!r}")
+        if self.pooling is not None and isinstance(BACKBONES.get(self.backbone), MLPPreset):
+            raise ValueError(f"pooling {self.pooling!r} applies to sequence models; backbone {self.backbone!r} reads tabular features")
+        if not isinstance(BACKBONES.get(self.backbone), DMPNNPreset):
+            graph_fields = [k for k in GRAPH_FIELDS if getattr(self, k) is not None]
+            if graph_fields:
+                raise ValueError(f"model.{graph_fields[0]} sets the 'dmpnn' backbone only")
+            if self.molecule_features != "none":
+                raise ValueError(f"model.molecule_features {self.molecule_features!r} is read by the 'dmpnn' backbone; it is not implemented for {self.backbone or 'model folders'!r}")
+        if self.kmer_size is None and self.path is None and self.pretrained is None:
+            raise ValueError("model.kmer_size null (bases read by a BPE tokenizer) needs the tokenizer of model.path or model.pretrained; a preset backbone reads k-mers")
+        if self.kmer_size is not None and self.kmer_stride > self.kmer_size:
+            raise ValueError(f"kmer_stride {self.kmer_stride} is larger than kmer_size {self.kmer_size}: bases between k-mers would be skipped")
+        return self
+
+
+# The dmpnn backbone's own fields (biomed.dmpnn); `graph_settings` passes them to the model.
+GRAPH_FIELDS = ("depth", "hidden_size", "aggregation", "batch_norm", "ffn_hidden_size", "ffn_num_layers")
+
+
+def graph_settings(model: ModelSpec) -> dict | None:
+    """The dmpnn settings of a model spec (None: another backbone)."""
+    if not isinstance(BACKBONES.get(model.backbone), DMPNNPreset):
+        return None
+    return {k: getattr(model, k) for k in GRAPH_FIELDS}
