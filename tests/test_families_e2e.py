@@ -60,7 +60,10 @@ def test_predict_cli_answers_each_family_and_rejects_bad_input(family_models, tm
     storage = Path(family_models["dna"]["run_path"]).parent
 
     def predict(name: str, *inputs: str) -> subprocess.CompletedProcess:
-        args = [sys.executable, "-m", "jobs.cli", "predict", name, "--storage", str(storage), "--json"]
+        # Pinned versions: a planted model that does not beat its baseline (the forest on the
+        # chlorine counts, say) is registered but not best, so NAME alone has no version to use.
+        ref = f"{name}@{family_models[name.removeprefix('planted-')]['registered']['version']}"
+        args = [sys.executable, "-m", "jobs.cli", "predict", ref, "--storage", str(storage), "--json"]
         for i in inputs:
             args += ["--input", i]
         return subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -126,12 +129,14 @@ def test_serve_answers_per_family_and_rejects_bad_inputs_with_422(family_models,
     monkeypatch.setenv("BIOMED_SERVE_TOKEN", token)
     storage = Path(family_models["dna"]["run_path"]).parent
     port = free_port()
-    deploy(["planted-smiles", "planted-survival", "planted-dna"], storage_path=storage, overrides={"port": port, "num_cpus_per_replica": 0.5, "max_replicas": 1})
+    # Pinned versions (see the predict test): served by NAME@V, routed at /NAME@V/predict.
+    refs = {f: f"planted-{f}@{family_models[f]['registered']['version']}" for f in ("smiles", "survival", "dna")}
+    deploy(list(refs.values()), storage_path=storage, overrides={"port": port, "num_cpus_per_replica": 0.5, "max_replicas": 1})
     headers = {"Authorization": f"Bearer {token}"}
     url = f"http://127.0.0.1:{port}"
     try:
         def post(model: str, inputs) -> httpx.Response:
-            return httpx.post(f"{url}/{model}/predict", json={"inputs": inputs}, headers=headers, timeout=60)
+            return httpx.post(f"{url}/{refs[model.removeprefix('planted-')]}/predict", json={"inputs": inputs}, headers=headers, timeout=60)
 
         molecules = post("planted-smiles", ["CC(Cl)C(Cl)CCl", "CCCC"])
         assert molecules.status_code == 200, molecules.text
