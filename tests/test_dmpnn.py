@@ -74,7 +74,11 @@ def test_dmpnn_learns_the_planted_substructure_and_beats_its_baseline(nitro_run)
     summary = nitro_run["summary"]
     assert summary["test_metrics"]["auroc"] > 0.95, summary["test_metrics"]
     assert summary["workers"]["world_size"] == 2
-    assert summary["beats_baseline"] is (summary["guard"]["model"] > summary["guard"]["baseline"])
+    from jobs.scoring import beats
+
+    guard = summary["guard"]
+    assert summary["beats_baseline"] is beats(guard["model"], guard["baseline"], "max") and guard["metric"] == "auroc"
+    assert summary["beats_baseline"] and summary["registered"]["is_best"]
     assert set(summary["baseline_val_metrics"]) >= {"auroc", "auroc_ci95"}
     entry = registry_for(nitro_run["storage"]).get(f"nitro@{summary['registered']['version']}")
     assert entry["beats_baseline"] == summary["beats_baseline"] and entry["baseline_val_metrics"] == summary["baseline_val_metrics"]
