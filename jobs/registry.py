@@ -66,7 +66,8 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     return name, int(version)
 
 
-def _better(value: float, than: float, mode: str) -> bool:
+def better(value: float, than: float, mode: str) -> bool:
+    """Whether `value` is strictly better than `than` under `mode` (max or min)."""
     return value > than if mode == "max" else value < than
 
 
@@ -192,7 +193,7 @@ class Registry:
         old = best["selection"]
         if (old["metric"], old["mode"]) != (selection["metric"], selection["mode"]):
             return False, f"best kept: selected by {old['metric']}/{old['mode']}, not comparable with {selection['metric']}/{selection['mode']}"
-        if _better(selection["value"], old["value"], selection["mode"]):
+        if better(selection["value"], old["value"], selection["mode"]):
             return True, f"{selection['metric']} {selection['value']:.4f} beats {old['value']:.4f} (v{best['version']})"
         return False, f"best kept: {selection['metric']} {selection['value']:.4f} does not beat {old['value']:.4f} (v{best['version']})"
 

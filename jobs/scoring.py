@@ -16,6 +16,7 @@ from biomed.checkpoint import Predictor
 from biomed.metrics import bootstrap_ci
 from biomed.streams import iter_unit_examples
 from biomed.tasks import get_task
+from jobs.registry import better
 from jobs.spec import JobSpec
 from jobs.splits import Split, Splits, StreamedSplit, checks_for
 
@@ -115,6 +116,4 @@ def beats(model: float, baseline: float, mode: str) -> bool:
     if np.isnan(baseline):
         return True
     perfect = 1.0 if mode == "max" else 0.0
-    if model == baseline == perfect:
-        return True
-    return model > baseline if mode == "max" else model < baseline
+    return model == baseline == perfect or better(model, baseline, mode)
