@@ -54,6 +54,29 @@ class TokenIds:
 
 
 @dataclass
+class FeaturedTokens:
+    """Token ids with molecule-level features per row, for a BERT head that reads both."""
+
+    tokens: TokenIds
+    features: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def lengths(self) -> list[int]:
+        return self.tokens.lengths()
+
+    def batch(self, rows):
+        return {**self.tokens.batch(rows), "features": torch.from_numpy(self.features[np.asarray(rows, dtype=np.int64)])}
+
+    def take(self, rows) -> FeaturedTokens:
+        return FeaturedTokens(self.tokens.take(rows), self.features[np.asarray(rows, dtype=np.int64)])
+
+    def join(self, other: FeaturedTokens) -> FeaturedTokens:
+        return FeaturedTokens(self.tokens.join(other.tokens), np.concatenate([self.features, other.features]))
+
+
+@dataclass
 class FeatureRows:
     features: np.ndarray
 
@@ -106,6 +129,36 @@ class TokenEncoder:
 
 
 @dataclass
+class FeaturedTokenEncoder:
+    """SMILES tokens plus molecule features (biomed.graphs.MoleculeFeatures, standardised on the
+    training split and saved in biomed.json), so serving computes them exactly as training did."""
+
+    tokens: TokenEncoder
+    features: object  # biomed.graphs.MoleculeFeatures (imported lazily: it needs chemprop)
+
+    @property
+    def input_kind(self) -> str:
+        return self.tokens.input_kind
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokens.vocab_size
+
+    @property
+    def num_features(self) -> int:
+        return len(self.features)
+
+    def encode(self, inputs, *, max_length):
+        return FeaturedTokens(self.tokens.encode(inputs, max_length=max_length), self.features.transform(list(inputs)))
+
+    def metadata(self):
+        return {**self.tokens.metadata(), "molecule_features": self.features.to_dict()}
+
+    def save(self, directory):
+        self.tokens.save(directory)
+
+
+@dataclass
 class TabularEncoder:
     preprocessor: TabularPreprocessor
     input_kind: str = "tabular"
@@ -131,7 +184,8 @@ def build_encoder(
 ) -> Encoder:
     """The encoder of an input kind, fitted on the training inputs, or built from the
     `statistics` of a streamed pass (`encoder_statistics`) when the split is not in memory.
-    `graphs`: molecules as chemprop graphs (the dmpnn backbone), with `molecule_features`."""
+    `graphs`: molecules as chemprop graphs (the dmpnn backbone); `molecule_features` (none,
+    morgan_count, rdkit_2d) go with the graphs or with the SMILES tokens."""
     if graphs:
         from biomed.graphs import GraphEncoder
 
@@ -141,9 +195,16 @@ def build_encoder(
             return TabularEncoder(TabularPreprocessor.from_dict(statistics["encoder"]))
         return TabularEncoder(TabularPreprocessor.fit(train_inputs, numeric=list(numeric), categorical=list(categorical)))
     pieces = statistics["encoder"]["pieces"] if statistics is not None and "encoder" in statistics else None
-    return TokenEncoder(
+    tokens = TokenEncoder(
         build_sequence_encoder(input_kind, backbone_tokenizer=backbone_tokenizer, train_inputs=train_inputs, kmer_size=kmer_size, kmer_stride=kmer_stride, pieces=pieces)
     )
+    if molecule_features == "none":
+        return tokens
+    from biomed.graphs import MoleculeFeatures
+
+    if input_kind != "smiles" or not train_inputs:
+        raise ValueError(f"molecule_features {molecule_features!r} need SMILES inputs held in memory (the training split fits them)")
+    return FeaturedTokenEncoder(tokens, MoleculeFeatures.fit(molecule_features, list(train_inputs)))
 
 
 def encoder_statistics(input_kind: str, *, has_backbone_tokenizer: bool, numeric: list[str] = (), categorical: list[str] = ()):
@@ -164,4 +225,9 @@ def load_encoder(directory: str | Path, metadata: dict) -> Encoder:
         return GraphEncoder.from_metadata(encoder)
     if encoder["input_kind"] == "tabular":
         return TabularEncoder(TabularPreprocessor.from_dict(encoder["preprocessor"]))
-    return TokenEncoder(SequenceEncoder.load(directory, encoder))
+    tokens = TokenEncoder(SequenceEncoder.load(directory, encoder))
+    if encoder.get("molecule_features") is None:
+        return tokens
+    from biomed.graphs import MoleculeFeatures
+
+    return FeaturedTokenEncoder(tokens, MoleculeFeatures.from_dict(encoder["molecule_features"]))

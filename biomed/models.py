@@ -191,10 +191,9 @@ def build_classifier(
     """An AutoModelForSequenceClassification head with `num_outputs` outputs on the backbone
     (labels named in its config for classification; one output for regression and survival).
     `pooling` "mean" puts the head on the mean token state (biomed.pooling); None: the backbone's default.
-    `graph`: the dmpnn backbone's settings (atom_fdim, bond_fdim, depth, hidden_size, ...; biomed.dmpnn)."""
+    `graph`: the dmpnn backbone's settings (atom_fdim, bond_fdim, depth, hidden_size, ...; biomed.dmpnn).
+    `num_features`: the MLP's input width; for a BERT, molecule features concatenated before its head."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
-
-    from biomed.pooling import MeanPooledBertConfig, MeanPooledBertForSequenceClassification
 
     names = labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]
     id2label = dict(enumerate(names))
@@ -219,37 +218,41 @@ def build_classifier(
     if dropout is not None:
         overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     pooling = pooling or default_pooling(backbone)
+    config_class, model_class, extra = _bert_classes(pooling, num_features)
+    settings = {"num_labels": num_outputs, "id2label": id2label, "label2id": label2id, **overrides}
     if isinstance(preset, TinyBertPreset):
-        config_class, model_class = (MeanPooledBertConfig, MeanPooledBertForSequenceClassification) if pooling == "mean" else (BertConfig, BertForSequenceClassification)
         config = config_class(
-            vocab_size=vocab_size,
-            hidden_size=preset.hidden_size,
-            num_hidden_layers=preset.num_hidden_layers,
-            num_attention_heads=preset.num_attention_heads,
-            intermediate_size=preset.intermediate_size,
-            max_position_embeddings=512,
-            num_labels=num_outputs,
-            id2label=id2label,
-            label2id=label2id,
-            pad_token_id=0,
-            **overrides,
+            vocab_size=vocab_size, hidden_size=preset.hidden_size, num_hidden_layers=preset.num_hidden_layers,
+            num_attention_heads=preset.num_attention_heads, intermediate_size=preset.intermediate_size,
+            max_position_embeddings=512, pad_token_id=0, **settings, **extra,
         )
         return model_class(config)
     source = str(preset.path()) if preset is not None else path
-    settings = {"num_labels": num_outputs, "id2label": id2label, "label2id": label2id, **overrides}
     use_safetensors = preset.safetensors if isinstance(preset, PackagedBackbone) else True
-    if pooling == "mean":
-        # The body's BERT config under the mean-pooled model type (no "type bert" mismatch warning).
+    if model_class is BertForSequenceClassification:
+        model = AutoModelForSequenceClassification.from_pretrained(source, use_safetensors=use_safetensors, **settings)
+    else:
+        # The body's BERT config under this head's model type (no "type bert" mismatch warning).
         body = BertConfig.from_pretrained(source, **settings).to_dict()
         body.pop("model_type", None)
-        model = MeanPooledBertForSequenceClassification.from_pretrained(
-            source, config=MeanPooledBertConfig(**body), use_safetensors=use_safetensors
-        )
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(source, use_safetensors=use_safetensors, **settings)
+        model = model_class.from_pretrained(source, config=config_class(**body, **extra), use_safetensors=use_safetensors)
     if pooling == "cls" and isinstance(preset, PackagedBackbone) and preset.pooler_init == "identity":
         _identity_pooler(model)
     return model
+
+
+def _bert_classes(pooling: str, num_features: int):
+    """The config and model classes of a BERT head, and the config's extra settings: the stock
+    [CLS] head, the mean-pooled one, or the one reading molecule features (biomed.pooling)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from biomed.pooling import FeaturedBertConfig, FeaturedBertForSequenceClassification, MeanPooledBertConfig, MeanPooledBertForSequenceClassification
+
+    if num_features:
+        return FeaturedBertConfig, FeaturedBertForSequenceClassification, {"num_features": num_features, "pooling": pooling}
+    if pooling == "mean":
+        return MeanPooledBertConfig, MeanPooledBertForSequenceClassification, {}
+    return BertConfig, BertForSequenceClassification, {}
 
 
 def _identity_pooler(model) -> None:

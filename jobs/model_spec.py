@@ -50,7 +50,7 @@ class ModelSpec(_Spec):
     ffn_num_layers: int | None = Field(default=None, ge=0, le=8, description="dmpnn backbone: hidden layers in the head (chemprop's --ffn-num-layers). Omitted: 1.")
     molecule_features: Literal["none", "morgan_count", "rdkit_2d"] = Field(
         default="none",
-        description="Molecule tasks, dmpnn backbone: molecule-level features concatenated before the head: none; morgan_count (radius-2 Morgan counts, 2048 columns); rdkit_2d (RDKit's 2D descriptors, about 217). Computed with chemprop's featurizers, standardised on the training split and saved with the checkpoint, so serving computes them as training did.",
+        description="Molecule tasks (dmpnn or a BERT backbone): molecule-level features concatenated before the head: none; morgan_count (radius-2 Morgan counts, 2048 columns); rdkit_2d (RDKit's 2D descriptors, about 217). Computed with chemprop's featurizers, standardised on the training split and saved with the checkpoint, so serving computes them as training did.",
     )
 
     @model_validator(mode="before")
@@ -90,18 +90,17 @@ class ModelSpec(_Spec):
     def _exactly_one(self) -> "ModelSpec":
         if sum(v is not None for v in (self.backbone, self.path, self.pretrained)) != 1:
             raise ValueError("give exactly one of model.backbone, model.path or model.pretrained")
-        if self.pooling == "mean" and self.path is not None:
+        if (self.pooling == "mean" or self.molecule_features != "none") and self.path is not None:
             model_type = json.loads((Path(self.path) / "config.json").read_text()).get("model_type")
             if model_type != "bert":
-                raise ValueError(f"pooling 'mean' needs a BERT model folder; {self.path!r} holds model_type {model_type!r}")
+                what = "pooling 'mean'" if self.pooling == "mean" else f"molecule_features {self.molecule_features!r}"
+                raise ValueError(f"{what} needs a BERT model folder; {self.path!r} holds model_type {model_type!r}")
         if self.pooling is not None and isinstance(BACKBONES.get(self.backbone), MLPPreset):
             raise ValueError(f"pooling {self.pooling!r} applies to sequence models; backbone {self.backbone!r} reads tabular features")
         if not isinstance(BACKBONES.get(self.backbone), DMPNNPreset):
             graph_fields = [k for k in GRAPH_FIELDS if getattr(self, k) is not None]
             if graph_fields:
                 raise ValueError(f"model.{graph_fields[0]} sets the 'dmpnn' backbone only")
-            if self.molecule_features != "none":
-                raise ValueError(f"model.molecule_features {self.molecule_features!r} is read by the 'dmpnn' backbone; it is not implemented for {self.backbone or 'model folders'!r}")
         if self.kmer_size is None and self.path is None and self.pretrained is None:
             raise ValueError("model.kmer_size null (bases read by a BPE tokenizer) needs the tokenizer of model.path or model.pretrained; a preset backbone reads k-mers")
         if self.kmer_size is not None and self.kmer_stride > self.kmer_size:

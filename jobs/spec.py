@@ -192,6 +192,8 @@ class JobSpec(_RunSpec):
             object.__setattr__(self, "model", self.model.model_copy(update=update))
         if self.model.hidden_sizes is not None and self.model.backbone != "mlp":
             raise ValueError("model.hidden_sizes sets the widths of the 'mlp' backbone only")
+        if self.model.molecule_features != "none" and task.input_kind != "smiles":
+            raise ValueError(f"model.molecule_features {self.model.molecule_features!r} are computed from molecules; task {task.name!r} reads {task.input_kind}")
         if self.model.molecule_features != "none" and self.data.streaming == "on":
             raise ValueError(f"model.molecule_features {self.model.molecule_features!r} are standardised on the training split in memory; data.streaming 'on' streams it (use auto or off)")
 

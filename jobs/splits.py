@@ -19,7 +19,7 @@ from biomed.inputs import TabularValidator, sequence_validator
 from biomed.molecules import scaffold_split
 from biomed.tasks import get_task
 from jobs.model_spec import graph_settings
-from jobs.spec import JobSpec, model_folder
+from jobs.spec import JobSpec, SpecError, model_folder
 
 
 @dataclass
@@ -96,7 +96,11 @@ def streams_training(spec: JobSpec) -> bool:
     d = spec.data
     if d.streaming != "auto":
         return d.streaming == "on"
-    return total_rows(d.files_of("train_path")) > d.in_memory_max_rows
+    rows = total_rows(d.files_of("train_path"))
+    if rows > d.in_memory_max_rows and spec.model.molecule_features != "none":
+        # Checked before any compute: the features are standardised on the split in memory.
+        raise SpecError(f"model.molecule_features {spec.model.molecule_features!r} need the training split in memory; it has {rows} rows, over data.in_memory_max_rows {d.in_memory_max_rows}")
+    return rows > d.in_memory_max_rows
 
 
 def _scan_training(spec: JobSpec) -> StreamIndex:
