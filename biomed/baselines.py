@@ -109,6 +109,34 @@ def cox_ph(train_x: list, train_y: np.ndarray, test_x: list, ctx: BaselineContex
     return CoxPHSurvivalAnalysis(alpha=0.1).fit(x_train, outcome).predict(x_test)
 
 
+# The pixel baselines see each image as grayscale at this side (32 × 32 = 1,024 intensities).
+PIXEL_SIDE = 32
+
+
+def _pixels(images: list) -> np.ndarray:
+    """Decoded images (biomed.images) downsampled to PIXEL_SIDE² grayscale intensities, flattened."""
+    from biomed.image_transforms import ImagePipeline
+
+    pipeline = ImagePipeline(image_size=PIXEL_SIDE, channels=1, intensity="unit")
+    return np.stack([pipeline.prepare(image).ravel() for image in images]) if images else np.zeros((0, PIXEL_SIDE**2))
+
+
+def pixel_logreg(train_x: list, train_y: np.ndarray, test_x: list, ctx: BaselineContext) -> np.ndarray:
+    """Standardised 32×32 grayscale intensities + logistic regression (C by CV, balanced)."""
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = make_pipeline(StandardScaler(), _logreg(ctx.num_classes, train_y, ctx.seed))
+    return _fit_proba(pipeline, _pixels(train_x), train_y, _pixels(test_x), ctx.num_classes)
+
+
+def pixel_ridge(train_x: list, train_y: np.ndarray, test_x: list, ctx: BaselineContext) -> np.ndarray:
+    """Standardised 32×32 grayscale intensities + ridge regression (alpha by CV)."""
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    return pipeline.fit(_pixels(train_x), train_y).predict(_pixels(test_x))
+
+
 BASELINES: dict[str, Callable[[list, np.ndarray, list, BaselineContext], np.ndarray]] = {
     "tfidf_logreg": tfidf_logreg,
     "kmer_logreg": kmer_logreg,
@@ -116,5 +144,7 @@ BASELINES: dict[str, Callable[[list, np.ndarray, list, BaselineContext], np.ndar
     "logistic_regression": logistic_regression,
     "ridge": ridge,
     "cox_ph": cox_ph,
+    "pixel_logreg": pixel_logreg,
+    "pixel_ridge": pixel_ridge,
 }
 

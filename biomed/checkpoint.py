@@ -18,6 +18,7 @@ import torch
 import biomed.dmpnn  # noqa: F401  (registers the D-MPNN with the Auto classes)
 import biomed.pooling  # noqa: F401  (registers the mean-pooled BERT with the Auto classes)
 import biomed.tabular  # noqa: F401  (registers the MLP with the Auto classes)
+import biomed.vision  # noqa: F401  (registers the image CNNs with the Auto classes)
 from biomed.devices import autocast_dtype, batch_to_device
 from biomed.encoding import Encoder, load_encoder
 from biomed.inputs import validator_from_dict
@@ -59,6 +60,16 @@ def raw_outputs(model, encoded, rows: np.ndarray, *, batch_size: int, device=Non
     return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
+def load_validator(payload: dict):
+    """The input check recorded in biomed.json: an image check (biomed.images) or a sequence or
+    feature check (biomed.inputs)."""
+    if payload["kind"] == "image":
+        from biomed.images import ImageValidator
+
+        return ImageValidator.from_dict(payload)
+    return validator_from_dict(payload)
+
+
 class Predictor:
     """Loads a checkpoint folder (safetensors only), checks inputs and predicts.
 
@@ -67,7 +78,7 @@ class Predictor:
     """
 
     def __init__(self, *, directory: str | Path, batch_size: int = 32, device: str = "cpu", precision: str = "fp32"):
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
         self.directory = Path(directory)
         self.metadata = read_metadata(self.directory)
@@ -76,11 +87,12 @@ class Predictor:
         self.max_length: int = self.metadata["max_seq_length"]
         self.batch_size = batch_size
         self.encoder = load_encoder(self.directory, self.metadata)
-        self.validator = validator_from_dict(self.metadata.get("validator", {"kind": "text"}))
+        self.validator = load_validator(self.metadata.get("validator", {"kind": "text"}))
         self.device = torch.device(device)
         # Reduced precision only on CUDA (autocast_dtype is None on CPU): CPU replicas stay fp32.
         self.dtype = autocast_dtype(precision, self.device)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.directory, use_safetensors=True).eval().to(self.device)
+        auto = AutoModelForImageClassification if self.task.input_kind == "image" else AutoModelForSequenceClassification
+        self.model = auto.from_pretrained(self.directory, use_safetensors=True).eval().to(self.device)
 
     def validate(self, inputs: list) -> list:
         """Normalised inputs, or InvalidInputs naming each bad one (the training-time check)."""
@@ -105,6 +117,10 @@ class Predictor:
     def probe(self, example) -> dict:
         """The prediction for one fixed input, as recorded at registration and re-checked by
         serving replicas (the golden check): {"input", "prediction", and "label" for classifiers}."""
+        if isinstance(example, np.ndarray):
+            from biomed.images import probe_png
+
+            example = probe_png(example)  # a decoded image: kept as a small PNG (base64)
         prediction = np.atleast_1d(self.predict([example])[0])
         probe = {"input": example, "prediction": [float(p) for p in prediction]}
         if self.task.target_kind == "classification":

@@ -151,8 +151,10 @@ def load_examples(
     error naming the rows, or with on_invalid="drop" are dropped and reported, never silently.
     """
     paths = [path] if isinstance(path, (str, Path)) else list(path)
+    # A validator that reads files named in the table (images) reads them beside the data file.
+    for_source = getattr(validator, "for_source", lambda p: validator)
     parts = [
-        examples_from_table(read_table(p, columns=columns.all()), source=p, columns=columns, target_kind=target_kind, labels=labels, validator=validator, on_invalid=on_invalid)
+        examples_from_table(read_table(p, columns=columns.all()), source=p, columns=columns, target_kind=target_kind, labels=labels, validator=for_source(p), on_invalid=on_invalid)
         for p in paths
     ]
     if len(parts) == 1:

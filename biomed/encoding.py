@@ -180,16 +180,22 @@ class TabularEncoder:
 def build_encoder(
     input_kind: str, *, train_inputs: list = (), backbone_tokenizer=None, kmer_size: int | None = 6, kmer_stride: int = 1,
     numeric: list[str] = (), categorical: list[str] = (), statistics: dict | None = None,
-    graphs: bool = False, molecule_features: str = "none",
+    graphs: bool = False, molecule_features: str = "none", image: dict | None = None,
 ) -> Encoder:
     """The encoder of an input kind, fitted on the training inputs, or built from the
     `statistics` of a streamed pass (`encoder_statistics`) when the split is not in memory.
     `graphs`: molecules as chemprop graphs (the dmpnn backbone); `molecule_features` (none,
-    morgan_count, rdkit_2d) go with the graphs or with the SMILES tokens."""
+    morgan_count, rdkit_2d) go with the graphs or with the SMILES tokens. `image`: the
+    ImagePipeline settings of an image task."""
     if graphs:
         from biomed.graphs import GraphEncoder
 
         return GraphEncoder.fit(list(train_inputs), molecule_features=molecule_features)
+    if input_kind == "image":
+        from biomed.image_encoding import ImageEncoder
+        from biomed.image_transforms import ImagePipeline
+
+        return ImageEncoder(ImagePipeline.from_dict(image or {}))
     if input_kind == "tabular":
         if statistics is not None:
             return TabularEncoder(TabularPreprocessor.from_dict(statistics["encoder"]))
@@ -223,6 +229,10 @@ def load_encoder(directory: str | Path, metadata: dict) -> Encoder:
         from biomed.graphs import GraphEncoder
 
         return GraphEncoder.from_metadata(encoder)
+    if encoder.get("kind") == "image":
+        from biomed.image_encoding import ImageEncoder
+
+        return ImageEncoder.from_metadata(encoder)
     if encoder["input_kind"] == "tabular":
         return TabularEncoder(TabularPreprocessor.from_dict(encoder["preprocessor"]))
     tokens = TokenEncoder(SequenceEncoder.load(directory, encoder))

@@ -164,7 +164,7 @@ def validator_to_dict(validator: InputValidator) -> dict:
     """Plain JSON for biomed.json, so a served checkpoint checks requests as training did."""
     from dataclasses import asdict
 
-    return asdict(validator)
+    return validator.to_dict() if hasattr(validator, "to_dict") else asdict(validator)
 
 
 def validator_from_dict(payload: dict) -> InputValidator:

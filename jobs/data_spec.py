@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from biomed.streams import resolve_files
+from jobs.image_spec import ImageSpec
 from jobs.spec_base import _Spec
 
 ROLES = ("train_path", "validation_path", "test_path")
@@ -30,6 +31,7 @@ class DataSpec(_Spec):
     )
     split_seed: int = Field(default=0, ge=0, description="Seed of the stratified train/validation split.")
     text_column: str = Field(default="text", description="Column holding the input of sequence tasks: free text, a DNA or protein sequence, or a SMILES string.")
+    images: ImageSpec = Field(default_factory=ImageSpec, description="Image tasks: the column of image files and how they are decoded and checked.")
     label_column: str = Field(default="label", description="Column holding the target of classification (a label) and regression (a number) tasks.")
     numeric_columns: list[str] = Field(default_factory=list, description="Tabular and survival tasks: numeric feature columns, standardised with training-split statistics (missing values get the training mean).")
     categorical_columns: list[str] = Field(default_factory=list, description="Tabular and survival tasks: categorical feature columns, one-hot over the categories seen in training.")

@@ -25,7 +25,7 @@ from biomed.encoding import build_encoder
 from biomed.log import get_logger
 from biomed.models import backbone_tokenizer, build_classifier
 from biomed.tasks import get_task
-from jobs.model_spec import graph_settings
+from jobs.model_spec import graph_settings, image_settings
 from jobs.spec import JobSpec, model_folder
 from jobs.run_storage import display
 from jobs.splits import StreamedSplit, checks_for, load_splits
@@ -85,7 +85,7 @@ class FineTuneRecipe:
             self.task.input_kind, train_inputs=[] if statistics else train.inputs,
             backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=self.task.input_kind),
             kmer_size=m.kmer_size, kmer_stride=m.kmer_stride, numeric=spec.data.numeric_columns, categorical=spec.data.categorical_columns,
-            statistics=statistics, graphs=graph_settings(m) is not None, molecule_features=m.molecule_features,
+            statistics=statistics, graphs=graph_settings(m) is not None, molecule_features=m.molecule_features, image=image_settings(m, t.augment_strength),
         )
         target_stats = (statistics or {}).get("targets")
         self.scaling = target_scaling(spec, train.targets if statistics is None else None, statistics=target_stats)
@@ -93,6 +93,9 @@ class FineTuneRecipe:
         to_targets = partial(training_targets, scaling=self.scaling)
         if statistics is None:
             encoded = self.encoder.encode(train.inputs, max_length=t.max_seq_length)
+            if hasattr(encoded, "augmented"):
+                # Images: training batches get the random transforms, a stream of their own per rank.
+                encoded = encoded.augmented(seed=t.seed * 1009 + self.rank)
             self.train_data = InMemoryTrain(
                 encoded, to_targets(train.targets), seed=t.seed, batch_size=t.batch_size_per_worker,
                 lengths=np.asarray(encoded.lengths()) if t.group_by_length else None,
@@ -114,7 +117,7 @@ class FineTuneRecipe:
         model = build_classifier(
             backbone=m.backbone, path=model_folder(self.spec), labels=self.labels, num_outputs=self.task.target.num_outputs(len(self.labels)), dropout=t.dropout,
             vocab_size=getattr(self.encoder, "vocab_size", 0), num_features=getattr(self.encoder, "num_features", 0),
-            hidden_sizes=m.hidden_sizes, pooling=m.pooling, graph=self._graph_settings(),
+            hidden_sizes=m.hidden_sizes, pooling=m.pooling, graph=self._graph_settings(), image=image_settings(m, t.augment_strength),
         )
         self.model = ray.train.torch.prepare_model(model)
         self.core = self.model.module if hasattr(self.model, "module") else self.model

@@ -64,6 +64,7 @@ class TrainingSpec(_Spec):
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024, description="Micro-batches summed before each optimizer step (gradients sync across workers only on the last).")
     max_seq_length: int = Field(default=128, ge=8, le=8192, description="Tokens per input after truncation; batches are padded to their longest row, not to this.")
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0, description="Hidden and attention dropout of the backbone. Omitted: the backbone's own.")
+    augment_strength: float = Field(default=0.0, ge=0.0, le=1.0, description="Image tasks: strength of the training-only MONAI augmentation (random flip, rotation up to 15°, zoom up to ±15%, each on half the images at 1.0; scaled down linearly). 0: none.")
     class_weighting: Literal["none", "balanced"] = Field(
         default="none",
         description="Loss weights per class: none, or balanced (inverse class frequency in the training split, as in scikit-learn), for skewed label sets.",
@@ -138,11 +139,13 @@ class JobSpec(_RunSpec):
             self.tune.check_fields(self.training, self.model)
             if self.tune.metric is not None and self.tune.metric not in task.metric_names:
                 raise ValueError(f"tune.metric {self.tune.metric!r} is not produced by task {task.name!r} (it produces {list(task.metric_names)})")
-        if self.training.group_by_length and task.input_kind == "tabular":
-            raise ValueError(f"training.group_by_length is for sequence inputs; task {task.name!r} reads feature rows, which have no length")
+        if self.training.group_by_length and not task.is_sequence:
+            raise ValueError(f"training.group_by_length is for sequence inputs; task {task.name!r} reads {task.input_kind} inputs, which have no length")
         if self.training.group_by_length is None:
             # Resolved here so the run name (a hash of the spec) names the order trained in.
-            object.__setattr__(self, "training", self.training.model_copy(update={"group_by_length": task.input_kind != "tabular"}))
+            object.__setattr__(self, "training", self.training.model_copy(update={"group_by_length": task.is_sequence}))
+        if self.training.augment_strength and task.input_kind != "image":
+            raise ValueError(f"training.augment_strength is for image tasks; task {task.name!r} reads {task.input_kind}")
         if task.target_kind != "classification":
             if self.task.labels is not None:
                 raise ValueError(f"task.labels is for classification; task {task.name!r} predicts a {task.target_kind} target")
@@ -157,9 +160,9 @@ class JobSpec(_RunSpec):
 
     def _check_data_for(self, task) -> None:
         d = self.data
-        if task.is_sequence and (d.numeric_columns or d.categorical_columns):
-            raise ValueError(f"data.numeric_columns/categorical_columns are for tabular tasks; task {task.name!r} reads data.text_column")
-        if not task.is_sequence and not (d.numeric_columns or d.categorical_columns):
+        if task.has_input_column and (d.numeric_columns or d.categorical_columns):
+            raise ValueError(f"data.numeric_columns/categorical_columns are for tabular tasks; task {task.name!r} reads {'data.images.column' if task.input_kind == 'image' else 'data.text_column'}")
+        if not task.has_input_column and not (d.numeric_columns or d.categorical_columns):
             raise ValueError(f"task {task.name!r} needs feature columns: give data.numeric_columns and/or data.categorical_columns")
         overlap = set(d.numeric_columns) & set(d.categorical_columns)
         if overlap:
@@ -179,8 +182,10 @@ class JobSpec(_RunSpec):
     def _check_model_for(self, task) -> None:
         if self.model.backbone is not None:
             check_backbone_input(self.model.backbone, task.input_kind)
-        elif task.input_kind == "tabular":
-            raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path or model.pretrained)")
+        elif task.input_kind in ("tabular", "image"):
+            raise ValueError(f"task {task.name!r} trains a named backbone ({'mlp' if task.input_kind == 'tabular' else 'efficientnet-lite0, small-cnn or tiny-vit'}), not a model folder (model.path or model.pretrained)")
+        if task.input_kind == "image" and self.data.streaming == "on":
+            raise ValueError(f"task {task.name!r} holds its decoded images in memory; data.streaming 'on' is not available for images (use auto or off)")
         if self.model.pretrained is not None:
             entry = pretrained_backbone(self.model, self.registry_storage, input_kind=task.input_kind)
             # Pinned, so the run name (a hash of the spec) names the version trained from.
@@ -202,7 +207,7 @@ class JobSpec(_RunSpec):
         task = get_task(self.task.name)
         d = self.data
         return Columns(
-            input=d.text_column if task.is_sequence else None,
+            input=d.images.column if task.input_kind == "image" else d.text_column if task.is_sequence else None,
             label=d.label_column if task.target_kind != "survival" else None,
             numeric=tuple(d.numeric_columns),
             categorical=tuple(d.categorical_columns),

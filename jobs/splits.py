@@ -64,6 +64,8 @@ def input_validator(spec: JobSpec):
     d = spec.data
     if task.input_kind == "tabular":
         return TabularValidator(numeric=tuple(d.numeric_columns), categorical=tuple(d.categorical_columns))
+    if task.input_kind == "image":
+        return d.images.validator()
     # A DNA sequence shorter than one k-mer has no token to give.
     min_length = (spec.model.kmer_size or 1) if task.input_kind == "dna" else 1
     return sequence_validator(task.input_kind, min_length=min_length, canonicalize=d.canonicalize_smiles)
@@ -100,6 +102,8 @@ def streams_training(spec: JobSpec) -> bool:
     if rows > d.in_memory_max_rows and spec.model.molecule_features != "none":
         # Checked before any compute: the features are standardised on the split in memory.
         raise SpecError(f"model.molecule_features {spec.model.molecule_features!r} need the training split in memory; it has {rows} rows, over data.in_memory_max_rows {d.in_memory_max_rows}")
+    if rows > d.in_memory_max_rows and get_task(spec.task.name).input_kind == "image":
+        raise SpecError(f"image tasks hold the training split in memory; it has {rows} rows, over data.in_memory_max_rows {d.in_memory_max_rows}")
     return rows > d.in_memory_max_rows
 
 

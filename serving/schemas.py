@@ -34,6 +34,15 @@ class SequencePredictRequest(BaseModel):
     )
 
 
+class ImagePredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: str | list[str] = Field(
+        description="One image or a list: each a PNG, JPEG or DICOM file's bytes as base64 (standard alphabet). multipart/form-data uploads (one file part per image) are taken too.",
+        examples=[["iVBORw0KGgo..."]],
+    )
+
+
 FeatureValue = float | int | bool | str | None
 
 
@@ -107,13 +116,30 @@ class TaskSchema:
             return ["body", "inputs"] if single else ["body", "inputs", i]
 
         errors = []
-        if not inputs:
-            errors.append({"loc": ["body", "inputs"], "msg": "inputs is empty: send at least one input", "type": "value_error"})
         if len(inputs) > limits.max_inputs_per_request:
             errors.append({"loc": ["body", "inputs"], "msg": f"{len(inputs)} inputs; at most {limits.max_inputs_per_request} per request", "type": "value_error"})
         for i, item in enumerate(inputs):
-            if isinstance(item, str) and len(item) > limits.max_input_chars:
+            # Images are bounded by their validator's byte limit, not by characters.
+            if isinstance(item, str) and len(item) > limits.max_input_chars and self.request is not ImagePredictRequest:
                 errors.append({"loc": loc(i), "msg": f"input has {len(item)} characters; at most {limits.max_input_chars}", "type": "value_error"})
+        return self.check(inputs, loc, errors, validator)
+
+    def parse_multipart(self, body: bytes, content_type: str, limits: ServeSpec, validator) -> list:
+        """Images uploaded as multipart/form-data: every file part, in order, is one input."""
+        if self.request is not ImagePredictRequest:
+            raise InputError([{"loc": ["body"], "msg": "multipart/form-data is taken by image models only; send JSON", "type": "value_error"}])
+        import email.parser
+        import email.policy
+
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+        parts = [part.get_payload(decode=True) or b"" for part in message.iter_parts()] if message.is_multipart() else []
+        too_many = [{"loc": ["body"], "msg": f"{len(parts)} images; at most {limits.max_inputs_per_request} per request", "type": "value_error"}]
+        return self.check(parts, lambda i: ["body", "images", i], too_many if len(parts) > limits.max_inputs_per_request else [], validator)
+
+    def check(self, inputs: list, loc, errors: list, validator) -> list:
+        """Inputs through the checkpoint's validator; InputError naming each bad one by `loc`."""
+        if not inputs:
+            errors.append({"loc": ["body", "inputs"], "msg": "inputs is empty: send at least one input", "type": "value_error"})
         if errors:
             raise InputError(errors[:20])
         try:
@@ -131,7 +157,7 @@ _RESPONSES = {"classification": ClassificationResponse, "regression": Regression
 
 TASK_SCHEMAS = {
     task.name: TaskSchema(
-        request=TabularPredictRequest if task.input_kind == "tabular" else SequencePredictRequest,
+        request={"tabular": TabularPredictRequest, "image": ImagePredictRequest}.get(task.input_kind, SequencePredictRequest),
         response=_RESPONSES[task.target_kind],
     )
     for task in TASKS.values()
@@ -143,6 +169,9 @@ def openapi_request_body() -> dict:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"oneOf": [SequencePredictRequest.model_json_schema(), TabularPredictRequest.model_json_schema()]}}},
+            "content": {
+                "application/json": {"schema": {"oneOf": [SequencePredictRequest.model_json_schema(), TabularPredictRequest.model_json_schema(), ImagePredictRequest.model_json_schema()]}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+            },
         }
     }

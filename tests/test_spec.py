@@ -137,12 +137,13 @@ def test_shipped_configs_validate(tmp_path, monkeypatch):
     # Every config under configs/ is a test case; run from a fresh folder with the packaged data
     # built the way the README does it.
     from biomed.datasets import DATASETS
+    from biomed.image_datasets import IMAGE_DATASETS
 
     # Pretraining specs first: the fine-tune configs that start from their backbones need them registered.
     configs = sorted(Path("configs").resolve().glob("*.yaml"), key=lambda p: ("family" not in yaml.safe_load(p.read_text()), p.name))
     assert configs
     monkeypatch.chdir(tmp_path)
-    for name, build in DATASETS.items():
+    for name, build in {**DATASETS, **IMAGE_DATASETS}.items():
         build(tmp_path / "data" / name.replace("-", "_"))
     tasks, families = set(), set()
     for path in configs:
@@ -158,7 +159,7 @@ def test_shipped_configs_validate(tmp_path, monkeypatch):
         assert spec.storage_path.startswith(str(tmp_path))
     assert "smiles" in families
     # One documented config per family.
-    assert {"text_classification", "dna_classification", "protein_classification", "molecule_regression", "tabular_classification", "survival"} <= tasks
+    assert {"text_classification", "dna_classification", "protein_classification", "molecule_regression", "tabular_classification", "survival", "image_classification"} <= tasks
 
 
 def test_step_checkpoint_and_length_grouping_fields(planted_dir, tmp_path, family_dir):

@@ -1,0 +1,71 @@
+"""Decoded images → model batches through the checkpoint's recorded MONAI pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from biomed.image_transforms import ImagePipeline
+
+
+@dataclass
+class ImageRows:
+    """Prepared images (N × C × size × size, resized, not yet normalised); a batch is
+    normalised, and augmented first when these are training rows (`augmented`)."""
+
+    pixels: np.ndarray
+    pipeline: ImagePipeline
+    augment: object = None  # a seeded MONAI Compose, training rows only
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def lengths(self) -> list[int]:
+        return [1] * len(self.pixels)
+
+    def batch(self, rows) -> dict[str, torch.Tensor]:
+        normalize = self.pipeline.normalize()
+        images = []
+        for r in np.asarray(rows, dtype=np.int64):
+            # A copy: MONAI's intensity transforms may write into a numpy input in place.
+            image = self.pixels[r].copy()
+            if self.augment is not None:
+                image = self.augment(image)
+            images.append(torch.as_tensor(np.asarray(normalize(image), dtype=np.float32)))
+        return {"pixel_values": torch.stack(images)}
+
+    def take(self, rows) -> ImageRows:
+        return ImageRows(self.pixels[np.asarray(rows, dtype=np.int64)], self.pipeline, self.augment)
+
+    def join(self, other: ImageRows) -> ImageRows:
+        return ImageRows(np.concatenate([self.pixels, other.pixels]), self.pipeline, self.augment)
+
+    def augmented(self, seed: int) -> ImageRows:
+        """The same rows with the pipeline's random transforms on every batch (training only)."""
+        return ImageRows(self.pixels, self.pipeline, self.pipeline.augment(seed))
+
+
+@dataclass
+class ImageEncoder:
+    """Decoded images (biomed.images) → ImageRows; the pipeline is saved in biomed.json."""
+
+    pipeline: ImagePipeline
+    input_kind: str = "image"
+
+    def encode(self, inputs, *, max_length=None) -> ImageRows:
+        """`max_length` is ignored: images have a size, not a length."""
+        size, channels = self.pipeline.image_size, self.pipeline.channels
+        pixels = np.stack([self.pipeline.prepare(image) for image in inputs]) if len(inputs) else np.zeros((0, channels, size, size), np.float32)
+        return ImageRows(pixels, self.pipeline)
+
+    def metadata(self) -> dict:
+        return {"input_kind": "image", "kind": "image", "pipeline": self.pipeline.to_dict()}
+
+    def save(self, directory) -> None:
+        pass  # the pipeline lives in biomed.json (metadata)
+
+    @classmethod
+    def from_metadata(cls, encoder: dict) -> ImageEncoder:
+        return cls(ImagePipeline.from_dict(encoder["pipeline"]))

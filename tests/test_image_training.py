@@ -1,0 +1,122 @@
+"""The image family end to end on the session's Ray: a small CNN learns a planted lesion, beats
+its pixel baseline, reloads from safetensors and biomed.json, predicts from the command line, and
+serves over real HTTP (base64 JSON and multipart uploads) beside a tabular model."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from biomed.synthetic_images import planted_lesion_images
+from jobs.spec import parse_spec
+from tests.conftest import family_spec
+
+
+@pytest.fixture(scope="module")
+def lesion_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("lesions")
+    pq.write_table(planted_lesion_images(folder / "train", 320, seed=1), folder / "train" / "train.parquet")
+    pq.write_table(planted_lesion_images(folder / "test", 160, seed=2), folder / "test" / "test.parquet")
+    return folder
+
+
+def lesion_spec(folder: Path, storage: Path, **training) -> dict:
+    return {
+        "name": "lesions",
+        "task": {"name": "image_classification"},
+        "data": {"train_path": str(folder / "train" / "train.parquet"), "test_path": str(folder / "test" / "test.parquet")},
+        "model": {"backbone": "small-cnn"},
+        "training": {"epochs": 10, "batch_size_per_worker": 32, "learning_rate": 3e-3, "warmup_ratio": 0.05, "augment_strength": 0.5, **training},
+        "scaling": {"num_workers": 2},
+        "checkpointing": {"num_to_keep": 1},
+        "storage_path": str(storage),
+    }
+
+
+@pytest.fixture(scope="module")
+def lesion_run(ray_cluster, lesion_dir, family_dir, tmp_path_factory) -> dict:
+    from jobs.train import train
+
+    storage = tmp_path_factory.mktemp("lesion-runs")
+    summary = train(parse_spec(lesion_spec(lesion_dir, storage)))
+    tabular = train(parse_spec(family_spec("tabular", family_dir, storage)))
+    return {"summary": summary, "tabular": tabular, "storage": storage}
+
+
+def test_a_small_cnn_learns_the_planted_lesion_and_beats_the_pixel_baseline(lesion_run):
+    summary = lesion_run["summary"]
+    assert summary["test_metrics"]["auroc"] > 0.9, summary["test_metrics"]
+    assert summary["baseline"] == "pixel_logreg" and summary["beats_baseline"] and summary["registered"]["is_best"]
+    assert summary["test_metrics"]["auroc"] > summary["baseline_test_metrics"]["auroc"]
+    assert set(summary["test_metrics"]) >= {"auroc", "auprc", "macro_f1", "ece", "auroc_ci95"}
+    assert summary["workers"]["world_size"] == 2
+
+
+def test_the_checkpoint_records_its_transforms_and_predicts_the_same_from_files(lesion_run, lesion_dir):
+    from sklearn.metrics import roc_auc_score
+
+    from biomed.checkpoint import Predictor
+
+    summary = lesion_run["summary"]
+    folder = Path(summary["registered"]["path"])
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "biomed-cnn"
+    assert not list(folder.glob("*.bin")) and (folder / "model.safetensors").is_file()
+    pipeline = json.loads((folder / "biomed.json").read_text())["encoder"]["pipeline"]
+    assert pipeline == {"image_size": 64, "channels": 3, "intensity": "unit", "augment_strength": 0.5}
+    test = pq.read_table(lesion_dir / "test" / "test.parquet").to_pylist()
+    files = [(lesion_dir / "test" / r["image"]).read_bytes() for r in test]
+    predictor = Predictor(directory=folder)
+    probabilities = predictor.predict(files)
+    np.testing.assert_array_equal(probabilities, Predictor(directory=folder).predict(files))
+    auroc = roc_auc_score([r["label"] == "lesion" for r in test], probabilities[:, predictor.labels.index("lesion")])
+    # No augmentation at prediction: the run's own test figure comes back from the files.
+    assert auroc == pytest.approx(summary["test_metrics"]["auroc"], abs=1e-4)
+
+
+def test_predict_on_the_command_line_takes_image_files(lesion_run, lesion_dir, capsys):
+    from jobs.cli import main
+
+    storage, first = str(lesion_run["storage"]), pq.read_table(lesion_dir / "test" / "test.parquet").to_pylist()[:2]
+    paths = [str(lesion_dir / "test" / r["image"]) for r in first]
+    assert main(["predict", "lesions", "--storage", storage, "--json", "--image", paths[0], "--image", paths[1]]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert [r["input"] for r in rows] == paths and all(set(r["probabilities"]) == {"clear", "lesion"} for r in rows)
+    assert main(["predict", "lesions", "--storage", storage, "--input", "CCO"]) == 2  # an image model wants --image
+    assert main(["predict", "lesions", "--storage", storage, "--image", str(lesion_dir / "missing.png")]) == 2
+
+
+def test_images_over_real_serve_http_beside_a_tabular_model(lesion_run, lesion_dir, monkeypatch):
+    import httpx
+    from ray import serve
+
+    from cluster.local_head import free_port
+    from serving.deploy import deploy
+
+    image_ref = f"lesions@{lesion_run['summary']['registered']['version']}"
+    tabular_ref = f"planted-tabular@{lesion_run['tabular']['registered']['version']}"
+    token = "image-token-0123456789"
+    monkeypatch.setenv("BIOMED_SERVE_TOKEN", token)
+    port = free_port()
+    deploy([image_ref, tabular_ref], storage_path=lesion_run["storage"], overrides={"port": port, "num_cpus_per_replica": 0.5, "max_replicas": 1, "max_body_bytes": 4_000_000})
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        test = pq.read_table(lesion_dir / "test" / "test.parquet").to_pylist()[:3]
+        files = [(lesion_dir / "test" / r["image"]).read_bytes() for r in test]
+        url = f"http://127.0.0.1:{port}/{image_ref}/predict"
+        as_json = httpx.post(url, json={"inputs": [base64.b64encode(f).decode() for f in files]}, headers=headers, timeout=60)
+        assert as_json.status_code == 200, as_json.text
+        uploaded = httpx.post(url, files=[("images", (f"{i}.png", f, "image/png")) for i, f in enumerate(files)], headers=headers, timeout=60)
+        assert uploaded.status_code == 200, uploaded.text
+        assert as_json.json()["predictions"] == uploaded.json()["predictions"]
+        bad = httpx.post(url, json={"inputs": [base64.b64encode(files[0]).decode(), base64.b64encode(b"not an image").decode()]}, headers=headers, timeout=60)
+        assert bad.status_code == 422 and bad.json()["detail"] == [{"loc": ["body", "inputs", 1], "msg": "not a PNG, JPEG or DICOM image", "type": "value_error"}]
+        record = {"x1": 1.0, "x2": -1.0, "x3": 0.0, "x4": None, "site": "b"}
+        beside = httpx.post(f"http://127.0.0.1:{port}/{tabular_ref}/predict", json={"inputs": [record]}, headers=headers, timeout=60)
+        assert beside.status_code == 200 and beside.json()["predictions"][0]["label"] == "high"
+    finally:
+        serve.shutdown()
