@@ -148,15 +148,20 @@ def backbone_names() -> list[str]:
     return sorted(BACKBONES)
 
 
+def has_tokenizer(path: str | Path) -> bool:
+    return any((Path(path) / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"))
+
+
 def check_local_model_dir(path: str | Path) -> None:
-    """Fail early when a folder is not a loadable Hugging Face model with a tokenizer."""
+    """Fail early when a folder is not a loadable Hugging Face model with a tokenizer (or, for
+    image models, an image processor config)."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"model path {str(path)!r} is not a directory")
     if not (path / "config.json").is_file():
         raise ValueError(f"model path {str(path)!r} has no config.json (not a Hugging Face model folder)")
-    if not any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
-        raise ValueError(f"model path {str(path)!r} has no tokenizer files (tokenizer.json or vocab.txt)")
+    if not has_tokenizer(path) and not (path / "preprocessor_config.json").is_file():
+        raise ValueError(f"model path {str(path)!r} has no tokenizer files (tokenizer.json or vocab.txt), nor an image processor config (preprocessor_config.json)")
     if not any(path.glob("*.safetensors")):
         raise ValueError(
             f"model path {str(path)!r} has no .safetensors weights; convert pickled weights first "
@@ -238,6 +243,10 @@ def build_classifier(
 
         size = (image or {}).get("image_size", preset.image_size)
         return build_image_classifier(backbone, num_labels=num_outputs, id2label=id2label, label2id=label2id, dropout=dropout, image_size=size, num_channels=preset.channels)
+    if image is not None:
+        from biomed.vision import load_image_folder
+
+        return load_image_folder(path, num_labels=num_outputs, id2label=id2label, label2id=label2id)
     overrides = {}
     if dropout is not None:
         overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}

@@ -114,6 +114,39 @@ def build_image_classifier(name: str, *, num_labels: int, id2label: dict, label2
     raise ValueError(f"unknown image backbone {name!r}")
 
 
+def image_folder_settings(path) -> dict:
+    """The ImagePipeline settings a Hugging Face image-classification folder asks for, from its
+    preprocessor_config.json (size, image_mean and image_std) and config.json (num_channels)."""
+    import json
+    from pathlib import Path
+
+    from biomed.image_transforms import IMAGENET_MEAN
+
+    processor = json.loads((Path(path) / "preprocessor_config.json").read_text())
+    config = json.loads((Path(path) / "config.json").read_text())
+    size = processor.get("size", config.get("image_size", 224))
+    if isinstance(size, dict):
+        size = size.get("height") or size.get("shortest_edge")
+    mean = [round(float(m), 3) for m in processor.get("image_mean", [0.5, 0.5, 0.5])]
+    if mean == [round(m, 3) for m in IMAGENET_MEAN]:
+        intensity = "imagenet"
+    elif all(m == 0.5 for m in mean):
+        intensity = "unit"
+    else:
+        raise ValueError(f"model folder {str(path)!r} normalises by image_mean {mean}; only ImageNet's mean/std or 0.5/0.5 are supported")
+    return {"image_size": int(size), "channels": int(config.get("num_channels", 3)), "intensity": intensity}
+
+
+def load_image_folder(path, *, num_labels: int, id2label: dict, label2id: dict):
+    """A local Hugging Face image-classification folder (safetensors only), with a new head of
+    `num_labels` outputs when its own differs."""
+    from transformers import AutoModelForImageClassification
+
+    return AutoModelForImageClassification.from_pretrained(
+        path, num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True, use_safetensors=True,
+    )
+
+
 AutoConfig.register(BiomedCNNConfig.model_type, BiomedCNNConfig)
 AutoModelForImageClassification.register(BiomedCNNConfig, BiomedCNNForImageClassification)
 AutoConfig.register(BiomedEfficientNetConfig.model_type, BiomedEfficientNetConfig)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from biomed.models import BACKBONES, DMPNNPreset, ImagePreset, MLPPreset, check_local_model_dir, default_pooling
+from biomed.models import BACKBONES, DMPNNPreset, ImagePreset, MLPPreset, check_local_model_dir, default_pooling, has_tokenizer
 from jobs.spec_base import _Spec, _absolute
 
 
@@ -48,7 +48,7 @@ class ModelSpec(_Spec):
     batch_norm: bool | None = Field(default=None, description="dmpnn backbone: batch norm over the molecule vector before the head (chemprop's --batch-norm). Omitted: off.")
     ffn_hidden_size: int | None = Field(default=None, ge=1, le=8192, description="dmpnn backbone: width of the head's hidden layers (chemprop's --ffn-hidden-dim). Omitted: 300.")
     ffn_num_layers: int | None = Field(default=None, ge=0, le=8, description="dmpnn backbone: hidden layers in the head (chemprop's --ffn-num-layers). Omitted: 1.")
-    image_size: int | None = Field(default=None, ge=16, le=1024, description="Image backbones: side of the square the images are resized to (MONAI Resize, area mode). Omitted: the backbone's own (224 for efficientnet-lite0, 64 for small-cnn and tiny-vit).")
+    image_size: int | None = Field(default=None, ge=16, le=1024, description="Image models: side of the square the images are resized to (MONAI Resize, area mode). Omitted: the backbone's own (224 for efficientnet-lite0, 64 for small-cnn and tiny-vit; a model folder's preprocessor_config.json size).")
     molecule_features: Literal["none", "morgan_count", "rdkit_2d"] = Field(
         default="none",
         description="Molecule tasks (dmpnn or a BERT backbone): molecule-level features concatenated before the head: none; morgan_count (radius-2 Morgan counts, 2048 columns); rdkit_2d (RDKit's 2D descriptors, about 217). Computed with chemprop's featurizers, standardised on the training split and saved with the checkpoint, so serving computes them as training did.",
@@ -102,8 +102,8 @@ class ModelSpec(_Spec):
             graph_fields = [k for k in GRAPH_FIELDS if getattr(self, k) is not None]
             if graph_fields:
                 raise ValueError(f"model.{graph_fields[0]} sets the 'dmpnn' backbone only")
-        if self.image_size is not None and not isinstance(BACKBONES.get(self.backbone), ImagePreset):
-            raise ValueError(f"model.image_size sets image backbones only, not {self.backbone or 'model folders'!r}")
+        if self.image_size is not None and self.path is None and not isinstance(BACKBONES.get(self.backbone), ImagePreset):
+            raise ValueError(f"model.image_size sets image backbones only, not {self.backbone or 'model.pretrained'!r}")
         if self.kmer_size is None and self.path is None and self.pretrained is None:
             raise ValueError("model.kmer_size null (bases read by a BPE tokenizer) needs the tokenizer of model.path or model.pretrained; a preset backbone reads k-mers")
         if self.kmer_size is not None and self.kmer_stride > self.kmer_size:
@@ -122,9 +122,38 @@ def graph_settings(model: ModelSpec) -> dict | None:
     return {k: getattr(model, k) for k in GRAPH_FIELDS}
 
 
-def image_settings(model: ModelSpec, augment_strength: float) -> dict | None:
-    """The ImagePipeline settings of an image backbone (None: another backbone)."""
-    preset = BACKBONES.get(model.backbone)
-    if not isinstance(preset, ImagePreset):
+def image_settings(model: ModelSpec, augment_strength: float, input_kind: str) -> dict | None:
+    """The ImagePipeline settings of an image task's model (None: not an image task): the
+    preset's, or those a Hugging Face folder's preprocessor_config.json asks for."""
+    if input_kind != "image":
         return None
-    return {"image_size": model.image_size or preset.image_size, "channels": preset.channels, "intensity": preset.intensity, "augment_strength": augment_strength}
+    preset = BACKBONES.get(model.backbone)
+    if isinstance(preset, ImagePreset):
+        settings = {"image_size": preset.image_size, "channels": preset.channels, "intensity": preset.intensity}
+    else:
+        from biomed.vision import image_folder_settings
+
+        settings = image_folder_settings(model.path)
+    return {**settings, **({"image_size": model.image_size} if model.image_size else {}), "augment_strength": augment_strength}
+
+
+def check_folder_for(model: ModelSpec, task) -> None:
+    """A model folder (or pretrained backbone) must suit the task: image tasks take a Hugging
+    Face image-classification folder, the others a folder with a tokenizer."""
+    if task.input_kind != "image":
+        if model.path is not None and not has_tokenizer(model.path):
+            raise ValueError(f"model path {model.path!r} has no tokenizer files (tokenizer.json or vocab.txt); task {task.name!r} reads {task.input_kind}")
+        return
+    if model.path is None:
+        raise ValueError(f"task {task.name!r} takes an image backbone (efficientnet-lite0, small-cnn, tiny-vit) or a Hugging Face image-classification folder (model.path), not model.pretrained")
+    if not (Path(model.path) / "preprocessor_config.json").is_file():
+        raise ValueError(f"model path {model.path!r} has no preprocessor_config.json: not a Hugging Face image model folder")
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+    model_type = AutoConfig.from_pretrained(model.path).model_type
+    if model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
+        raise ValueError(f"model path {model.path!r} holds model_type {model_type!r}, which has no image-classification head in transformers")
+    from biomed.vision import image_folder_settings
+
+    image_folder_settings(model.path)  # its normalisation must be one the pipeline applies

@@ -85,7 +85,7 @@ class FineTuneRecipe:
             self.task.input_kind, train_inputs=[] if statistics else train.inputs,
             backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=self.task.input_kind),
             kmer_size=m.kmer_size, kmer_stride=m.kmer_stride, numeric=spec.data.numeric_columns, categorical=spec.data.categorical_columns,
-            statistics=statistics, graphs=graph_settings(m) is not None, molecule_features=m.molecule_features, image=image_settings(m, t.augment_strength),
+            statistics=statistics, graphs=graph_settings(m) is not None, molecule_features=m.molecule_features, image=image_settings(m, t.augment_strength, self.task.input_kind),
         )
         target_stats = (statistics or {}).get("targets")
         self.scaling = target_scaling(spec, train.targets if statistics is None else None, statistics=target_stats)
@@ -117,7 +117,7 @@ class FineTuneRecipe:
         model = build_classifier(
             backbone=m.backbone, path=model_folder(self.spec), labels=self.labels, num_outputs=self.task.target.num_outputs(len(self.labels)), dropout=t.dropout,
             vocab_size=getattr(self.encoder, "vocab_size", 0), num_features=getattr(self.encoder, "num_features", 0),
-            hidden_sizes=m.hidden_sizes, pooling=m.pooling, graph=self._graph_settings(), image=image_settings(m, t.augment_strength),
+            hidden_sizes=m.hidden_sizes, pooling=m.pooling, graph=self._graph_settings(), image=image_settings(m, t.augment_strength, self.task.input_kind),
         )
         self.model = ray.train.torch.prepare_model(model)
         self.core = self.model.module if hasattr(self.model, "module") else self.model

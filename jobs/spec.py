@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from biomed.data import Columns, distinct_labels
 from biomed.streams import check_files
 from biomed.models import check_backbone_input
-from jobs.model_spec import ModelSpec
+from jobs.model_spec import ModelSpec, check_folder_for
 from biomed.tasks import TASKS, get_task
 from jobs.data_spec import DataSpec
 from jobs.spec_base import _RunSpec, _Spec
@@ -182,8 +182,10 @@ class JobSpec(_RunSpec):
     def _check_model_for(self, task) -> None:
         if self.model.backbone is not None:
             check_backbone_input(self.model.backbone, task.input_kind)
-        elif task.input_kind in ("tabular", "image"):
-            raise ValueError(f"task {task.name!r} trains a named backbone ({'mlp' if task.input_kind == 'tabular' else 'efficientnet-lite0, small-cnn or tiny-vit'}), not a model folder (model.path or model.pretrained)")
+        elif task.input_kind == "tabular":
+            raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path or model.pretrained)")
+        elif task.input_kind == "image" or self.model.path is not None:
+            check_folder_for(self.model, task)
         if task.input_kind == "image" and self.data.streaming == "on":
             raise ValueError(f"task {task.name!r} holds its decoded images in memory; data.streaming 'on' is not available for images (use auto or off)")
         if self.model.pretrained is not None:

@@ -120,3 +120,20 @@ def test_images_over_real_serve_http_beside_a_tabular_model(lesion_run, lesion_d
         assert beside.status_code == 200 and beside.json()["predictions"][0]["label"] == "high"
     finally:
         serve.shutdown()
+
+
+def test_tune_searches_the_learning_rate_and_augmentation_strength(ray_cluster, lesion_dir, tmp_path):
+    from jobs.tune import tune_search
+
+    raw = lesion_spec(lesion_dir, tmp_path, epochs=2)
+    raw["name"], raw["scaling"] = "lesions-search", {"num_workers": 1, "cpus_per_worker": 1}
+    raw["tune"] = {
+        "num_samples": 2, "max_concurrent_trials": 2, "scheduler": {"type": "none"},
+        "search_space": {"learning_rate": {"loguniform": [1e-3, 5e-3]}, "augment_strength": {"uniform": [0.0, 1.0]}},
+    }
+    summary = tune_search(parse_spec(raw))
+    assert summary["num_trials"] == 2
+    assert len({t["config"]["augment_strength"] for t in summary["trials"]}) == 2
+    best = Path(summary["registered"]["path"]) / "biomed.json"
+    recorded = json.loads(best.read_text())["encoder"]["pipeline"]["augment_strength"]
+    assert recorded == pytest.approx(summary["best_trial"]["config"]["augment_strength"])

@@ -261,3 +261,38 @@ def test_a_folder_per_class_tree_becomes_tables(tmp_path, capsys):
     assert all(Path(r["image"]).is_absolute() and r["image"].endswith(".png") for r in rows)
     assert main(["data", "image-folder", "--source", str(tmp_path / "tree" / "train" / "benign"), "--out", str(tmp_path / "o2")]) == 2
     assert main(["data", "brain-mri", "--source", str(tmp_path / "tree"), "--out", str(tmp_path / "o3")]) == 2
+
+
+def hf_image_folder(path: Path, *, mean=(0.5, 0.5, 0.5)) -> Path:
+    """A local Hugging Face image-classification folder as a user would bring one: a small ViT
+    with a 3-class head, safetensors weights and its image processor config."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=3)
+    ViTForImageClassification(config).save_pretrained(path)
+    processor = {"image_processor_type": "ViTImageProcessor", "size": {"height": 32, "width": 32}, "image_mean": list(mean), "image_std": [0.5, 0.5, 0.5]}
+    (path / "preprocessor_config.json").write_text(json.dumps(processor))
+    return path
+
+
+def test_a_hugging_face_image_folder_is_checked_and_gets_a_new_head(tmp_path):
+    import torch
+
+    from biomed.models import build_classifier
+    from biomed.synthetic_images import planted_lesion_images
+    from jobs.model_spec import image_settings
+    from jobs.spec import SpecError, parse_spec
+
+    pq.write_table(planted_lesion_images(tmp_path, 12, seed=0), tmp_path / "train.parquet")
+    pq.write_table(planted_lesion_images(tmp_path, 6, seed=1), tmp_path / "test.parquet")
+    folder = hf_image_folder(tmp_path / "vit")
+    spec = parse_spec({**image_spec(tmp_path, tmp_path), "model": {"path": str(folder)}})
+    settings = image_settings(spec.model, 0.0, "image")
+    assert settings == {"image_size": 32, "channels": 3, "intensity": "unit", "augment_strength": 0.0}
+    model = build_classifier(backbone=None, path=str(folder), labels=["clear", "lesion"], num_outputs=2, dropout=None, image=settings)
+    assert model.config.num_labels == 2 and model(pixel_values=torch.zeros(1, 3, 32, 32)).logits.shape == (1, 2)
+    with pytest.raises(SpecError, match="only ImageNet's mean/std or 0.5/0.5"):
+        parse_spec({**image_spec(tmp_path, tmp_path), "model": {"path": str(hf_image_folder(tmp_path / "odd", mean=(0.1, 0.2, 0.3)))}})
+    text = {**image_spec(tmp_path, tmp_path), "task": {"name": "text_classification"}, "data": {"train_path": str(tmp_path / "train.parquet"), "text_column": "image"}, "model": {"path": str(folder)}}
+    with pytest.raises(SpecError, match="has no tokenizer files .* reads text"):
+        parse_spec(text)
