@@ -33,17 +33,19 @@ def _vessel(rng, yy, xx, side: int) -> np.ndarray:
 
 def planted_lesion_images(folder: str | Path, num_rows: int, *, seed: int, side: int = 64) -> pa.Table:
     """Write `num_rows` grayscale images under `folder` (8- and 16-bit PNG, JPEG, in turn) and
-    return the table {"image": path relative to `folder`, "label": "lesion" | "clear"}."""
+    return the table {"image": path relative to `folder`, "label": "lesion" | "clear",
+    "lesion_radius": the blob's radius in pixels, 0 without one (a regression target)}."""
     from PIL import Image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:side, 0:side]
-    paths, labels = [], []
+    paths, labels, sizes = [], [], []
     for i in range(num_rows):
         image = _background(rng, side) + _vessel(rng, yy, xx, side)
         lesion = bool(rng.random() < 0.5)
+        radius = 0.0
         if lesion:
             cy, cx = rng.uniform(side * 0.2, side * 0.8, size=2)
             radius = rng.uniform(2.5, 4.5)
@@ -57,4 +59,5 @@ def planted_lesion_images(folder: str | Path, num_rows: int, *, seed: int, side:
             Image.fromarray((image * 255).astype(np.uint8)).save(folder / name, **({"quality": 95} if kind == "jpeg" else {}))
         paths.append(name)
         labels.append("lesion" if lesion else "clear")
-    return pa.table({"image": paths, "label": labels})
+        sizes.append(round(float(radius), 3))
+    return pa.table({"image": paths, "label": labels, "lesion_radius": sizes})

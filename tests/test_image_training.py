@@ -137,3 +137,14 @@ def test_tune_searches_the_learning_rate_and_augmentation_strength(ray_cluster, 
     best = Path(summary["registered"]["path"]) / "biomed.json"
     recorded = json.loads(best.read_text())["encoder"]["pipeline"]["augment_strength"]
     assert recorded == pytest.approx(summary["best_trial"]["config"]["augment_strength"])
+
+
+def test_image_regression_learns_the_lesion_size(ray_cluster, lesion_dir, tmp_path):
+    from jobs.train import train
+
+    raw = lesion_spec(lesion_dir, tmp_path, epochs=8)
+    raw.update(name="lesion-size", task={"name": "image_regression"}, scaling={"num_workers": 1})
+    raw["data"]["label_column"] = "lesion_radius"
+    summary = train(parse_spec(raw))
+    assert summary["baseline"] == "pixel_ridge" and summary["test_metrics"]["spearman"] > 0.6, summary["test_metrics"]
+    assert summary["test_metrics"]["rmse"] < summary["baseline_test_metrics"]["rmse"]
