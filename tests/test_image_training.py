@@ -31,7 +31,7 @@ def lesion_spec(folder: Path, storage: Path, **training) -> dict:
         "task": {"name": "image_classification"},
         "data": {"train_path": str(folder / "train" / "train.parquet"), "test_path": str(folder / "test" / "test.parquet")},
         "model": {"backbone": "small-cnn"},
-        "training": {"epochs": 10, "batch_size_per_worker": 32, "learning_rate": 3e-3, "warmup_ratio": 0.05, "augment_strength": 0.5, **training},
+        "training": {"epochs": 30, "batch_size_per_worker": 16, "learning_rate": 3e-3, "warmup_ratio": 0.05, "augment_strength": 0.5, **training},
         "scaling": {"num_workers": 2},
         "checkpointing": {"num_to_keep": 1},
         "storage_path": str(storage),

@@ -1,7 +1,7 @@
 """Molecule-level features for the transformer backbones (biomed.pooling's featured BERT head).
 
 The planted nitro set again: RDKit's 2D descriptors include a nitro-group count (fr_nitro), so a
-tiny BERT whose head reads them learns the label in two epochs, and its checkpoint must compute
+tiny BERT whose head reads them learns the label in a few epochs, and its checkpoint must compute
 the same standardised features when it is reloaded for predict and serve.
 """
 
@@ -32,7 +32,7 @@ def featured_spec(data: Path, storage: Path, **model) -> dict:
         "task": {"name": "molecule_classification"},
         "data": {"train_path": str(data / "train.parquet"), "test_path": str(data / "test.parquet"), "text_column": "smiles", "label_column": "label"},
         "model": {"backbone": "tiny-bert", "molecule_features": "rdkit_2d", **model},
-        "training": {"epochs": 2, "batch_size_per_worker": 16, "learning_rate": 1e-3},
+        "training": {"epochs": 8, "batch_size_per_worker": 16, "learning_rate": 3e-3},
         "scaling": {"num_workers": 1},
         "checkpointing": {"num_to_keep": 1},
         "storage_path": str(storage),
