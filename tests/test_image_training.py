@@ -1,6 +1,6 @@
 """The image family end to end on the session's Ray: a small CNN learns a planted lesion, beats
 its pixel baseline, reloads from safetensors and biomed.json, predicts from the command line, and
-serves over real HTTP (base64 JSON and multipart uploads) beside a tabular model."""
+serves over real HTTP (base64 JSON and multipart uploads) beside a text model."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from biomed.synthetic_images import planted_lesion_images
 from jobs.spec import parse_spec
-from tests.conftest import family_spec
+from tests.conftest import tiny_spec
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,13 @@ def lesion_spec(folder: Path, storage: Path, **training) -> dict:
 
 
 @pytest.fixture(scope="module")
-def lesion_run(ray_cluster, lesion_dir, family_dir, tmp_path_factory) -> dict:
+def lesion_run(ray_cluster, lesion_dir, planted_dir, tmp_path_factory) -> dict:
     from jobs.train import train
 
     storage = tmp_path_factory.mktemp("lesion-runs")
     summary = train(parse_spec(lesion_spec(lesion_dir, storage)))
-    tabular = train(parse_spec(family_spec("tabular", family_dir, storage)))
-    return {"summary": summary, "tabular": tabular, "storage": storage}
+    text = train(parse_spec(tiny_spec(planted_dir, storage, scaling={"num_workers": 1})))
+    return {"summary": summary, "text": text, "storage": storage}
 
 
 def test_a_small_cnn_learns_the_planted_lesion_and_beats_the_pixel_baseline(lesion_run):
@@ -90,7 +90,7 @@ def test_predict_on_the_command_line_takes_image_files(lesion_run, lesion_dir, c
     assert main(["predict", "lesions", "--storage", storage, "--image", str(lesion_dir / "missing.png")]) == 2
 
 
-def test_images_over_real_serve_http_beside_a_tabular_model(lesion_run, lesion_dir, monkeypatch):
+def test_images_over_real_serve_http_beside_a_text_model(lesion_run, lesion_dir, monkeypatch):
     import httpx
     from ray import serve
 
@@ -98,11 +98,11 @@ def test_images_over_real_serve_http_beside_a_tabular_model(lesion_run, lesion_d
     from serving.deploy import deploy
 
     image_ref = f"lesions@{lesion_run['summary']['registered']['version']}"
-    tabular_ref = f"planted-tabular@{lesion_run['tabular']['registered']['version']}"
+    text_ref = f"planted@{lesion_run['text']['registered']['version']}"
     token = "image-token-0123456789"
     monkeypatch.setenv("BIOMED_SERVE_TOKEN", token)
     port = free_port()
-    deploy([image_ref, tabular_ref], storage_path=lesion_run["storage"], overrides={"port": port, "num_cpus_per_replica": 0.5, "max_replicas": 1, "max_body_bytes": 4_000_000})
+    deploy([image_ref, text_ref], storage_path=lesion_run["storage"], overrides={"port": port, "num_cpus_per_replica": 0.5, "max_replicas": 1, "max_body_bytes": 4_000_000})
     try:
         headers = {"Authorization": f"Bearer {token}"}
         test = pq.read_table(lesion_dir / "test" / "test.parquet").to_pylist()[:3]
@@ -115,9 +115,9 @@ def test_images_over_real_serve_http_beside_a_tabular_model(lesion_run, lesion_d
         assert as_json.json()["predictions"] == uploaded.json()["predictions"]
         bad = httpx.post(url, json={"inputs": [base64.b64encode(files[0]).decode(), base64.b64encode(b"not an image").decode()]}, headers=headers, timeout=60)
         assert bad.status_code == 422 and bad.json()["detail"] == [{"loc": ["body", "inputs", 1], "msg": "not a PNG, JPEG or DICOM image", "type": "value_error"}]
-        record = {"x1": 1.0, "x2": -1.0, "x3": 0.0, "x4": None, "site": "b"}
-        beside = httpx.post(f"http://127.0.0.1:{port}/{tabular_ref}/predict", json={"inputs": [record]}, headers=headers, timeout=60)
-        assert beside.status_code == 200 and beside.json()["predictions"][0]["label"] == "high"
+        text = "patient reports mild symptoms and the clinician notes arrhythmia today"
+        beside = httpx.post(f"http://127.0.0.1:{port}/{text_ref}/predict", json={"inputs": [text]}, headers=headers, timeout=60)
+        assert beside.status_code == 200 and beside.json()["predictions"][0]["label"] == "cardiac"
     finally:
         serve.shutdown()
 
