@@ -238,15 +238,8 @@ def build_classifier(
             **(graph or {}), num_features=num_features, dropout=dropout or 0.0, num_labels=num_outputs, id2label=id2label, label2id=label2id,
         )
         return BiomedDMPNNForSequenceClassification(config)
-    if isinstance(preset, ImagePreset):
-        from biomed.vision import build_image_classifier
-
-        size = (image or {}).get("image_size", preset.image_size)
-        return build_image_classifier(backbone, num_labels=num_outputs, id2label=id2label, label2id=label2id, dropout=dropout, image_size=size, num_channels=preset.channels)
-    if image is not None:
-        from biomed.vision import load_image_folder
-
-        return load_image_folder(path, num_labels=num_outputs, id2label=id2label, label2id=label2id)
+    if isinstance(preset, ImagePreset) or image is not None:
+        return _image_classifier(backbone, path, preset, labels=dict(num_labels=num_outputs, id2label=id2label, label2id=label2id), dropout=dropout, image=image)
     overrides = {}
     if dropout is not None:
         overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
@@ -272,6 +265,16 @@ def build_classifier(
     if pooling == "cls" and isinstance(preset, PackagedBackbone) and preset.pooler_init == "identity":
         _identity_pooler(model)
     return model
+
+
+def _image_classifier(backbone: str | None, path: str | None, preset, *, labels: dict, dropout: float | None, image: dict | None):
+    """A named image backbone (biomed.vision), or a Hugging Face image-classification folder."""
+    from biomed.vision import build_image_classifier, load_image_folder
+
+    if preset is None:
+        return load_image_folder(path, **labels)
+    size = (image or {}).get("image_size", preset.image_size)
+    return build_image_classifier(backbone, **labels, dropout=dropout, image_size=size, num_channels=preset.channels)
 
 
 def _bert_classes(pooling: str, num_features: int):

@@ -236,6 +236,30 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _add_registry_parsers(sub, common, storage) -> None:
+    """`biomed models ...` and `biomed predict`: the commands that read the registry."""
+    p = sub.add_parser("models", help="the checkpoint registry")
+    models = p.add_subparsers(dest="models_command", required=True)
+    m = models.add_parser("list", parents=[common, storage], help="registered models")
+    m.set_defaults(func=cmd_models)
+    m = models.add_parser("show", parents=[common, storage], help="one model: NAME (its best) or NAME@VERSION")
+    m.add_argument("ref")
+    m.set_defaults(func=cmd_models)
+    m = models.add_parser("promote", parents=[common, storage], help="make NAME@VERSION the best version (what `predict NAME` and `serve deploy NAME` use)")
+    m.add_argument("ref", help="NAME@VERSION")
+    m.add_argument("--force", action="store_true", help="promote a version that did not beat its classical baseline on validation")
+    m.set_defaults(func=cmd_models)
+    p = sub.add_parser("predict", parents=[common, storage], help="predict with a registered model")
+    p.add_argument("ref", help="NAME or NAME@VERSION")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument(
+        "--input", "--text", dest="input", action="append",
+        help="one input (repeatable): a text, DNA or protein sequence or SMILES; for tabular models a JSON object of features",
+    )
+    given.add_argument("--image", action="append", metavar="FILE", help="image models: one PNG, JPEG or DICOM file (repeatable)")
+    p.set_defaults(func=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="biomed", description="Fine-tune, tune and serve biomedical models on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,26 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search; finished trials are not rerun")
     p.set_defaults(func=cmd_tune)
-    p = sub.add_parser("models", help="the checkpoint registry")
-    models = p.add_subparsers(dest="models_command", required=True)
-    m = models.add_parser("list", parents=[common, storage], help="registered models")
-    m.set_defaults(func=cmd_models)
-    m = models.add_parser("show", parents=[common, storage], help="one model: NAME (its best) or NAME@VERSION")
-    m.add_argument("ref")
-    m.set_defaults(func=cmd_models)
-    m = models.add_parser("promote", parents=[common, storage], help="make NAME@VERSION the best version (what `predict NAME` and `serve deploy NAME` use)")
-    m.add_argument("ref", help="NAME@VERSION")
-    m.add_argument("--force", action="store_true", help="promote a version that did not beat its classical baseline on validation")
-    m.set_defaults(func=cmd_models)
-    p = sub.add_parser("predict", parents=[common, storage], help="predict with a registered model")
-    p.add_argument("ref", help="NAME or NAME@VERSION")
-    given = p.add_mutually_exclusive_group(required=True)
-    given.add_argument(
-        "--input", "--text", dest="input", action="append",
-        help="one input (repeatable): a text, DNA or protein sequence or SMILES; for tabular models a JSON object of features",
-    )
-    given.add_argument("--image", action="append", metavar="FILE", help="image models: one PNG, JPEG or DICOM file (repeatable)")
-    p.set_defaults(func=cmd_predict)
+    _add_registry_parsers(sub, common, storage)
     from serving.cli import add_serve_parser
 
     add_serve_parser(sub, parents=[common, storage])
