@@ -26,7 +26,7 @@ class ImageRows:
         return [1] * len(self.pixels)
 
     def batch(self, rows) -> dict[str, torch.Tensor]:
-        normalize = self.pipeline.normalize()
+        normalize = self.pipeline.normalize
         images = []
         for r in np.asarray(rows, dtype=np.int64):
             # A copy: MONAI's intensity transforms may write into a numpy input in place.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,7 +71,9 @@ class ImagePipeline:
         chain.set_random_state(seed=seed)
         return chain
 
+    @cached_property
     def normalize(self):
+        """The per-image normalisation, built once per pipeline (it runs on every batch)."""
         from monai.transforms import NormalizeIntensity
 
         if self.intensity == "imagenet":

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from biomed.inputs import InvalidInputs
+from biomed.inputs import MAX_REPORTED, InvalidInputs
 
 # Pillow modes read as grayscale or colour; anything else (CMYK, YCbCr, LAB, HSV) is refused.
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -194,16 +194,15 @@ class ImageValidator:
     dicom: DicomOptions = DicomOptions()
     kind: str = "image"
 
-    def validate(self, values: list, *, names: list[str] | None = None) -> list[np.ndarray]:
+    def validate(self, values: list) -> list[np.ndarray]:
         problems, out = [], []
         for i, value in enumerate(values):
             try:
                 out.append(decode_image(value, limits=self.limits, dicom=self.dicom))
             except ImageError as error:
-                where = f"file {names[i]!r}: " if names is not None else ""
-                problems.append((i, f"{where}{error}"))
+                problems.append((i, str(error)))
         if problems:
-            raise InvalidInputs(problems[:10], total=len(problems))
+            raise InvalidInputs(problems[:MAX_REPORTED], total=len(problems))
         return out
 
     def to_dict(self) -> dict:
@@ -232,34 +231,24 @@ class ImageFileValidator:
     def validate(self, values: list) -> list[np.ndarray]:
         from pathlib import Path
 
-        problems, readable, contents = [], [], []
+        # One file at a time: read, decode, let the bytes go (never every file's bytes at once).
+        problems, out = [], []
         for i, value in enumerate(values):
             if not isinstance(value, str) or not value.strip():
                 problems.append((i, "empty or not a path"))
                 continue
             try:
-                contents.append((Path(self.root or ".") / value).read_bytes())
-                readable.append(i)
+                data = (Path(self.root or ".") / value).read_bytes()
             except OSError:
                 problems.append((i, f"file {value!r} is missing or cannot be read"))
-        decoded = []
-        try:
-            decoded = self.images.validate(contents, names=[values[i] for i in readable])
-        except InvalidInputs as error:
-            problems += [(readable[j], message) for j, message in (error.problems if error.total == len(error.problems) else self._all(contents, values, readable))]
-        if problems:
-            problems.sort()
-            raise InvalidInputs(problems[:10], total=len(problems))
-        return decoded
-
-    def _all(self, contents, values, readable) -> list[tuple[int, str]]:
-        found = []
-        for j, data in enumerate(contents):
+                continue
             try:
-                decode_image(data, limits=self.images.limits, dicom=self.images.dicom)
+                out.append(decode_image(data, limits=self.images.limits, dicom=self.images.dicom))
             except ImageError as error:
-                found.append((j, f"file {values[readable[j]]!r}: {error}"))
-        return found
+                problems.append((i, f"file {value!r}: {error}"))
+        if problems:
+            raise InvalidInputs(problems[:MAX_REPORTED], total=len(problems))
+        return out
 
     def to_dict(self) -> dict:
         """Served models read bytes, never server paths: the image check alone is recorded."""
