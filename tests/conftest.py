@@ -95,8 +95,18 @@ def epochs_done(metrics_csv: Path) -> int:
 
 
 def our_train_workers() -> list[psutil.Process]:
-    """Ray Train worker processes of the Ray this test session started (its descendants only)."""
-    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if "RayTrainWorker" in " ".join(p.cmdline())]
+    """Ray Train worker processes of the Ray this test session started (its descendants only).
+
+    Descendants that exit meanwhile, or are zombies (a killed node's process not yet reaped by
+    Ray), are skipped: reading their command line raises, and they are no Train worker."""
+    workers = []
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "RayTrainWorker" in " ".join(proc.cmdline()):
+                workers.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
+            continue
+    return workers
 
 
 def latest_committed(run_dir: Path) -> str:
