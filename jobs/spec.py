@@ -186,8 +186,6 @@ class JobSpec(_RunSpec):
             raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path or model.pretrained)")
         elif task.input_kind == "image" or self.model.path is not None:
             check_folder_for(self.model, task)
-        if task.input_kind == "image" and self.data.streaming == "on":
-            raise ValueError(f"task {task.name!r} holds its decoded images in memory; data.streaming 'on' is not available for images (use auto or off)")
         if self.model.pretrained is not None:
             entry = pretrained_backbone(self.model, self.registry_storage, input_kind=task.input_kind)
             # Pinned, so the run name (a hash of the spec) names the version trained from.
@@ -201,8 +199,17 @@ class JobSpec(_RunSpec):
             raise ValueError("model.hidden_sizes sets the widths of the 'mlp' backbone only")
         if self.model.molecule_features != "none" and task.input_kind != "smiles":
             raise ValueError(f"model.molecule_features {self.model.molecule_features!r} are computed from molecules; task {task.name!r} reads {task.input_kind}")
-        if self.model.molecule_features != "none" and self.data.streaming == "on":
-            raise ValueError(f"model.molecule_features {self.model.molecule_features!r} are standardised on the training split in memory; data.streaming 'on' streams it (use auto or off)")
+        reason = self.in_memory_reason()
+        if reason is not None and self.data.streaming == "on":
+            raise ValueError(f"{reason}; data.streaming 'on' streams that split (use auto or off)")
+
+    def in_memory_reason(self) -> str | None:
+        """Why this job needs its training split in memory (never streamed), or None."""
+        if self.model.molecule_features != "none":
+            return f"model.molecule_features {self.model.molecule_features!r} are standardised on the training split in memory"
+        if get_task(self.task.name).input_kind == "image":
+            return f"task {self.task.name!r} holds the training split's decoded images in memory"
+        return None
 
     def columns(self) -> Columns:
         """The data columns this spec's task reads."""

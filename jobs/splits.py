@@ -99,11 +99,10 @@ def streams_training(spec: JobSpec) -> bool:
     if d.streaming != "auto":
         return d.streaming == "on"
     rows = total_rows(d.files_of("train_path"))
-    if rows > d.in_memory_max_rows and spec.model.molecule_features != "none":
-        # Checked before any compute: the features are standardised on the split in memory.
-        raise SpecError(f"model.molecule_features {spec.model.molecule_features!r} need the training split in memory; it has {rows} rows, over data.in_memory_max_rows {d.in_memory_max_rows}")
-    if rows > d.in_memory_max_rows and get_task(spec.task.name).input_kind == "image":
-        raise SpecError(f"image tasks hold the training split in memory; it has {rows} rows, over data.in_memory_max_rows {d.in_memory_max_rows}")
+    reason = spec.in_memory_reason()
+    if rows > d.in_memory_max_rows and reason is not None:
+        # Checked before any compute, like data.streaming 'on' in the spec.
+        raise SpecError(f"{reason}; it has {rows} rows, over data.in_memory_max_rows {d.in_memory_max_rows}")
     return rows > d.in_memory_max_rows
 
 

@@ -238,8 +238,12 @@ def test_image_specs_are_checked_before_compute(tmp_path):
         parse_spec(image_spec(tmp_path, tmp_path, model={"backbone": "tiny-bert"}))
     with pytest.raises(SpecError, match="training.augment_strength is for image tasks"):
         parse_spec({**image_spec(tmp_path, tmp_path, training={"augment_strength": 0.5}), "task": {"name": "text_classification"}, "data": {"train_path": str(tmp_path / "train.parquet"), "text_column": "image"}, "model": {"backbone": "tiny-bert"}})
-    with pytest.raises(SpecError, match="data.streaming 'on' is not available for images"):
+    with pytest.raises(SpecError, match="holds the training split's decoded images in memory; data.streaming 'on' streams that split"):
         parse_spec(image_spec(tmp_path, tmp_path, data={"streaming": "on"}))
+    from jobs.splits import load_splits, streams_training
+
+    with pytest.raises(SpecError, match="decoded images in memory; it has 12 rows, over data.in_memory_max_rows 10"):
+        streams_training(parse_spec(image_spec(tmp_path, tmp_path, data={"in_memory_max_rows": 10})))
     with pytest.raises(SpecError, match="window_center and window_width together"):
         parse_spec(image_spec(tmp_path, tmp_path, data={"images": {"window_center": 40}}))
     with pytest.raises(SpecError, match="model.image_size sets image backbones only"):
@@ -247,8 +251,6 @@ def test_image_specs_are_checked_before_compute(tmp_path):
     with pytest.raises(SpecError, match="scan"):
         parse_spec(image_spec(tmp_path, tmp_path, data={"images": {"column": "scan"}}))
     # A label outside the task's set stops the job at load, before any compute.
-    from jobs.splits import load_splits
-
     with pytest.raises(ValueError, match=r"outside the task's labels \(values \['lesion'\]"):
         load_splits(parse_spec(image_spec(tmp_path, tmp_path, task={"labels": ["clear", "other"]})))
 

@@ -65,7 +65,7 @@ def test_a_bert_head_reads_molecule_features_end_to_end(ray_cluster, nitro_dir, 
 
 def test_molecule_features_are_refused_where_they_cannot_apply(nitro_dir, tmp_path):
     spec = featured_spec(nitro_dir, tmp_path)
-    with pytest.raises(SpecError, match="data.streaming 'on' streams it"):
+    with pytest.raises(SpecError, match="standardised on the training split in memory; data.streaming 'on' streams that split"):
         parse_spec({**spec, "data": {**spec["data"], "streaming": "on"}})
     text = {**spec, "task": {"name": "text_classification"}, "data": {**spec["data"], "text_column": "smiles"}}
     with pytest.raises(SpecError, match="are computed from molecules; task 'text_classification' reads text"):
@@ -73,7 +73,7 @@ def test_molecule_features_are_refused_where_they_cannot_apply(nitro_dir, tmp_pa
     auto = {**spec, "data": {**spec["data"], "in_memory_max_rows": 100}}
     from jobs.splits import streams_training
 
-    with pytest.raises(SpecError, match="need the training split in memory; it has 300 rows"):
+    with pytest.raises(SpecError, match="standardised on the training split in memory; it has 300 rows, over data.in_memory_max_rows"):
         streams_training(parse_spec(auto))
 
 
