@@ -186,6 +186,10 @@ class JobSpec(_RunSpec):
             raise ValueError(f"task {task.name!r} trains the 'mlp' backbone, not a Hugging Face folder (model.path or model.pretrained)")
         elif task.input_kind == "image" or self.model.path is not None:
             check_folder_for(self.model, task)
+        if task.input_kind == "image" and self.model.pooling is not None:
+            # The model spec resolves a folder's pooling before it knows the task; an image model
+            # pools by its own architecture, so the spec (and the run name) records none.
+            object.__setattr__(self, "model", self.model.model_copy(update={"pooling": None}))
         if self.model.pretrained is not None:
             entry = pretrained_backbone(self.model, self.registry_storage, input_kind=task.input_kind)
             # Pinned, so the run name (a hash of the spec) names the version trained from.

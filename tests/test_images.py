@@ -297,6 +297,7 @@ def test_a_hugging_face_image_folder_is_checked_and_gets_a_new_head(tmp_path):
     pq.write_table(planted_lesion_images(tmp_path, 6, seed=1), tmp_path / "test.parquet")
     folder = hf_image_folder(tmp_path / "vit")
     spec = parse_spec({**image_spec(tmp_path, tmp_path), "model": {"path": str(folder)}})
+    assert spec.model.pooling is None  # a text head's setting, not recorded for an image model
     settings = image_settings(spec.model, 0.0, "image")
     assert settings == {"image_size": 32, "channels": 3, "intensity": "unit", "augment_strength": 0.0}
     model = build_classifier(backbone=None, path=str(folder), labels=["clear", "lesion"], num_outputs=2, dropout=None, image=settings)
