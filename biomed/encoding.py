@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -28,6 +28,13 @@ class Encoded(Protocol):
     def take(self, rows) -> Encoded: ...
 
     def join(self, other) -> Encoded: ...
+
+
+@runtime_checkable
+class EpochDrawn(Protocol):
+    """Encoded rows whose batches depend on the epoch (random augmentation of images)."""
+
+    def for_epoch(self, epoch: int) -> Encoded: ...
 
 
 @dataclass

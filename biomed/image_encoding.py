@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -17,7 +17,9 @@ class ImageRows:
 
     pixels: np.ndarray
     pipeline: ImagePipeline
-    augment: object = None  # a seeded MONAI Compose, training rows only
+    augment: object = None  # a MONAI Compose, training rows only
+    augment_seed: int = 0
+    epoch: int = 0
 
     def __len__(self) -> int:
         return len(self.pixels)
@@ -32,19 +34,27 @@ class ImageRows:
             # A copy: MONAI's intensity transforms may write into a numpy input in place.
             image = self.pixels[r].copy()
             if self.augment is not None:
+                # Seeded by (seed, epoch, row), not by a running stream: an image is transformed
+                # alike whichever rank, batch or world size draws it, and a resumed run repeats
+                # exactly what the lost one would have done.
+                self.augment.set_random_state(seed=int(np.random.SeedSequence([self.augment_seed, self.epoch, int(r)]).generate_state(1)[0]))
                 image = self.augment(image)
             images.append(torch.as_tensor(np.asarray(normalize(image), dtype=np.float32)))
         return {"pixel_values": torch.stack(images)}
 
     def take(self, rows) -> ImageRows:
-        return ImageRows(self.pixels[np.asarray(rows, dtype=np.int64)], self.pipeline, self.augment)
+        return replace(self, pixels=self.pixels[np.asarray(rows, dtype=np.int64)])
 
     def join(self, other: ImageRows) -> ImageRows:
-        return ImageRows(np.concatenate([self.pixels, other.pixels]), self.pipeline, self.augment)
+        return replace(self, pixels=np.concatenate([self.pixels, other.pixels]))
 
     def augmented(self, seed: int) -> ImageRows:
         """The same rows with the pipeline's random transforms on every batch (training only)."""
-        return ImageRows(self.pixels, self.pipeline, self.pipeline.augment(seed))
+        return replace(self, augment=self.pipeline.augment(seed), augment_seed=seed)
+
+    def for_epoch(self, epoch: int) -> ImageRows:
+        """These rows as drawn in `epoch` (each epoch transforms every image anew)."""
+        return replace(self, epoch=epoch)
 
 
 @dataclass

@@ -94,8 +94,9 @@ class FineTuneRecipe:
         if statistics is None:
             encoded = self.encoder.encode(train.inputs, max_length=t.max_seq_length)
             if hasattr(encoded, "augmented"):
-                # Images: training batches get the random transforms, a stream of their own per rank.
-                encoded = encoded.augmented(seed=t.seed * 1009 + self.rank)
+                # Images: training batches get the random transforms, seeded per image and epoch
+                # (the same on every rank), so any world size or a resume draws the same ones.
+                encoded = encoded.augmented(seed=t.seed)
             self.train_data = InMemoryTrain(
                 encoded, to_targets(train.targets), seed=t.seed, batch_size=t.batch_size_per_worker,
                 lengths=np.asarray(encoded.lengths()) if t.group_by_length else None,

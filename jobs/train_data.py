@@ -17,7 +17,7 @@ import torch
 
 from biomed.batching import assign_units, epoch_batches, stream_batch_sizes, stream_windows, window_order
 from biomed.data import Columns
-from biomed.encoding import Encoded, Encoder
+from biomed.encoding import Encoded, EpochDrawn, Encoder
 from biomed.streams import StreamIndex, iter_unit_examples
 
 
@@ -42,8 +42,9 @@ class InMemoryTrain:
 
     def batches(self, epoch, *, rank, world, start):
         plan = epoch_batches(len(self.encoded), epoch=epoch, seed=self.seed, rank=rank, world=world, batch_size=self.batch_size, lengths=self.lengths)
+        encoded = self.encoded.for_epoch(epoch) if isinstance(self.encoded, EpochDrawn) else self.encoded
         for rows in plan[start:]:
-            yield self.encoded.batch(rows), self.targets[rows], len(rows)
+            yield encoded.batch(rows), self.targets[rows], len(rows)
 
 
 @dataclass

@@ -148,3 +148,33 @@ def test_image_regression_learns_the_lesion_size(ray_cluster, lesion_dir, tmp_pa
     summary = train(parse_spec(raw))
     assert summary["baseline"] == "pixel_ridge" and summary["test_metrics"]["spearman"] > 0.6, summary["test_metrics"]
     assert summary["test_metrics"]["rmse"] < summary["baseline_test_metrics"]["rmse"]
+
+
+def test_a_killed_augmented_run_resumes_with_the_weights_of_an_uninterrupted_one(ray_cluster, lesion_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from biomed.data import fingerprint_files
+    from jobs.train import run_name, train
+    from jobs.worker import MODEL_DIR, STATE_FILE
+    from tests.conftest import committed, run_killed_once
+
+    def spec_in(storage: Path):
+        raw = lesion_spec(lesion_dir, storage, epochs=3, augment_strength=1.0)
+        raw["failure"] = {"max_failures": 2}
+        raw["checkpointing"] = {"every_n_steps": 4, "num_to_keep": 2}
+        spec = parse_spec(raw)
+        return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
+
+    spec, whole_dir = spec_in(tmp_path / "whole")
+    train(spec)
+    killed, killed_dir = spec_in(tmp_path / "killed")
+    run_killed_once(lambda: train(killed), ready=committed(killed_dir, "checkpoint_epoch_0001_batch_"))
+    starts = torch.load(killed_dir / "checkpoint_epoch_0003" / STATE_FILE, weights_only=True)["attempt_start_positions"]
+    assert len(starts) == 2 and starts[1][0] >= 1, starts  # resumed from a checkpoint, not restarted
+    # Every image was transformed as in the uninterrupted run (seeded per image and epoch, not by
+    # a stream the kill cut short), so the weights agree.
+    ours, reference = (load_file(str(d / "checkpoint_epoch_0003" / MODEL_DIR / "model.safetensors")) for d in (killed_dir, whole_dir))
+    assert ours.keys() == reference.keys()
+    for key in reference:
+        assert torch.allclose(ours[key], reference[key], atol=1e-5, rtol=1e-4), key

@@ -158,10 +158,16 @@ def test_the_monai_pipeline_prepares_augments_and_round_trips():
     assert np.array_equal(plain, rows.batch([0, 1])["pixel_values"])  # no augmentation outside training
     # ImageNet normalisation: channel c is (x - mean_c) / std_c.
     np.testing.assert_allclose(plain[1, 0].numpy(), (rows.pixels[1, 0] - 0.485) / 0.229, atol=1e-5)
-    first, again = rows.augmented(seed=3), rows.augmented(seed=3)
-    batches = [first.batch([0, 1])["pixel_values"] for _ in range(4)]
-    assert any(not np.allclose(b, plain) for b in batches)
-    assert all(np.array_equal(a, b) for a, b in zip(batches, [again.batch([0, 1])["pixel_values"] for _ in range(4)]))
+    augmented = rows.augmented(seed=3)
+    epochs = [augmented.for_epoch(e).batch([0, 1])["pixel_values"] for e in range(4)]
+    assert any(not np.allclose(b, plain) for b in epochs)
+    assert any(not np.allclose(b, epochs[0]) for b in epochs[1:])  # transformed anew each epoch
+    # An image's transform follows from (seed, epoch, row) alone, not from its batch or from what
+    # was drawn before: a resumed run, another rank or world size draws the same.
+    third = rows.augmented(seed=3).for_epoch(2)
+    assert np.array_equal(np.concatenate([third.batch([1])["pixel_values"], third.batch([0])["pixel_values"]]), epochs[2][[1, 0]])
+    assert np.array_equal(third.batch([0, 1])["pixel_values"], epochs[2])
+    assert not np.allclose(rows.augmented(seed=4).for_epoch(2).batch([0, 1])["pixel_values"], epochs[2])
     restored = ImageEncoder.from_metadata(encoder.metadata())
     assert restored.pipeline == encoder.pipeline
     one = ImageEncoder(ImagePipeline(image_size=16, channels=1, intensity="unit")).encode([rgb])
