@@ -26,9 +26,10 @@ from conftest import latest_committed, ray_test_env, start_session_ray, tiny_spe
 NODE_ARGS = {"num_cpus": 1, "object_store_memory": 100 * 1024**2}
 
 
-# A node whose raylet is not registered within the fixed 30 s of Ray's node start-up (ray/_private/node.py, Ray 2.60) raises;
-# on a loaded 2-core CI machine that happened once in many runs. Such a start is stopped and tried
-# again rather than failing every later test of the module for want of a node.
+# A node whose raylet is not registered within the fixed 30 s of Ray's node start-up
+# (ray/_private/node.py, Ray 2.60) raises; on a loaded 2-core CI machine that happened once in
+# many runs. Such a start is stopped and tried again rather than failing every later test of the
+# module for want of a node.
 NODE_START_ATTEMPTS = 3
 
 
