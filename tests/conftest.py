@@ -94,19 +94,23 @@ def epochs_done(metrics_csv: Path) -> int:
         return sum(1 for r in csv.DictReader(f) if r["kind"] == "epoch")
 
 
-def our_train_workers() -> list[psutil.Process]:
-    """Ray Train worker processes of the Ray this test session started (its descendants only).
-
-    Descendants that exit meanwhile, or are zombies (a killed node's process not yet reaped by
-    Ray), are skipped: reading their command line raises, and they are no Train worker."""
-    workers = []
-    for proc in psutil.Process(os.getpid()).children(recursive=True):
+def our_processes(marker: str, *, recursive: bool = True) -> dict[int, psutil.Process]:
+    """This test process's live descendants (direct children only unless `recursive`) whose
+    command line contains `marker`, by pid. Those that exit meanwhile, and zombies (a killed
+    node's process Ray has not reaped), are skipped: reading their command line raises."""
+    found = {}
+    for proc in psutil.Process(os.getpid()).children(recursive=recursive):
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and "RayTrainWorker" in " ".join(proc.cmdline()):
-                workers.append(proc)
+            if proc.status() != psutil.STATUS_ZOMBIE and marker in " ".join(proc.cmdline()):
+                found[proc.pid] = proc
         except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
             continue
-    return workers
+    return found
+
+
+def our_train_workers() -> list[psutil.Process]:
+    """Ray Train worker processes of the Ray this test session started (its descendants only)."""
+    return list(our_processes("RayTrainWorker").values())
 
 
 def latest_committed(run_dir: Path) -> str:

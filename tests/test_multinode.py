@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from jobs.spec import parse_spec
 from jobs.worker import STATE_FILE
-from conftest import latest_committed, ray_test_env, start_session_ray, tiny_spec
+from conftest import latest_committed, our_processes, ray_test_env, start_session_ray, tiny_spec
 
 NODE_ARGS = {"num_cpus": 1, "object_store_memory": 100 * 1024**2}
 
@@ -31,18 +31,6 @@ NODE_ARGS = {"num_cpus": 1, "object_store_memory": 100 * 1024**2}
 # many runs. Such a start is stopped and tried again rather than failing every later test of the
 # module for want of a node.
 NODE_START_ATTEMPTS = 3
-
-
-def our_ray_children() -> dict[int, psutil.Process]:
-    """This test process's direct children that belong to Ray (raylets, their reapers)."""
-    found = {}
-    for proc in psutil.Process().children():
-        try:
-            if "ray" in " ".join(proc.cmdline()):
-                found[proc.pid] = proc
-        except (psutil.NoSuchProcess, psutil.AccessDenied):  # a zombie is reaped by reap_zombies
-            continue
-    return found
 
 
 def stop_processes(procs: list[psutil.Process]) -> None:
@@ -77,14 +65,14 @@ class Nodes:
 
     def add(self):
         for attempt in range(1, NODE_START_ATTEMPTS + 1):
-            before = set(our_ray_children())
+            before = set(our_processes("ray", recursive=False))
             try:
                 node = self.cluster.add_node(**NODE_ARGS)
                 break
             except Exception as error:
                 if "timed out during startup" not in str(error) or attempt == NODE_START_ATTEMPTS:
                     raise
-                started = our_ray_children()
+                started = our_processes("ray", recursive=False)
                 stop_processes([p for pid, p in started.items() if pid not in before])
                 reap_zombies()
         self.cluster.wait_for_nodes()
