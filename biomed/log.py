@@ -33,6 +33,24 @@ class _Formatter(logging.Formatter):
         return self._info.format(record) if record.levelno == logging.INFO else super().format(record)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not the stream it was when the
+    handler was made: a caller that swaps stderr for a while (a notebook cell's capture, pytest's
+    capsys) and closes it would otherwise leave every later line failing with "--- Logging error
+    ---" (the same idea as logging.lastResort's handler)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ and setStream assign it
+        pass
+
+
 def get_logger(name: str | None = None) -> logging.Logger:
     """The `biomed` logger, or its child for a module (`get_logger(__name__)` under jobs/...)."""
     if not name or name == LOGGER_NAME:
@@ -50,7 +68,7 @@ def configure(verbosity: str = "default", *, stream=None) -> None:
     logger = logging.getLogger(LOGGER_NAME)
     for handler in [h for h in logger.handlers if getattr(h, "_biomed", False)]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.setFormatter(_Formatter())
     handler._biomed = True
     logger.addHandler(handler)

@@ -27,7 +27,7 @@ from jobs.splits import load_splits
 from jobs.train import backbone_lineage, best_report, score_and_register
 from jobs.trainer import worker_demand
 from jobs.trial import run_trial, search_metric, search_mode, trial_run_name, trial_spec
-from jobs.tune_report import TrialLines, trial_rows, write_results
+from jobs.tune_report import TrialLines, trial_rows, trial_summaries, write_results
 
 log = get_logger(__name__)
 
@@ -76,6 +76,18 @@ def _search_alg(spec: JobSpec, concurrency: int):
     # A seeded generator samples the same configurations on a rerun, so trial run names repeat.
     # Tune ignores TuneConfig.max_concurrent_trials for a generator instance: it takes its own.
     return BasicVariantGenerator(random_state=t.seed, max_concurrent=concurrency, points_to_evaluate=_spec_point(spec))
+
+
+def planned_trials(spec: JobSpec) -> int:
+    """The trials the search will run, as Tune's variant generator counts them: `num_samples`
+    repetitions of the grid keys' cross product, where the spec's own values (when run first)
+    stand in for one repetition."""
+    t = spec.tune
+    grids = {k: len(d.grid) for k, d in t.search_space.items() if d.grid is not None}
+    point = (_spec_point(spec) or [{}])[0]
+    if not point:
+        return t.num_samples * math.prod(grids.values())
+    return math.prod(n for k, n in grids.items() if k not in point) + (t.num_samples - 1) * math.prod(grids.values())
 
 
 def trial_concurrency(spec: JobSpec, cluster_cpus: float, cluster_gpus: float) -> int:
@@ -130,7 +142,7 @@ def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             # Tune's status tables only under --verbose; otherwise one biomed line per trial.
             verbose=None if is_verbose() else 0,
-            callbacks=[TrialLines(metric=f"val_{search_metric(spec)}", num_samples=t.num_samples)],
+            callbacks=[TrialLines(metric=f"val_{search_metric(spec)}", num_trials=planned_trials(spec))],
         ),
     )
 
@@ -172,7 +184,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
         best_spec, splits, ckpt_dir=Path(best[METRIC_CHECKPOINT_KEY]), val_metrics=best, fingerprint=fingerprint,
         name=trial_run_name(best_spec, fingerprint, name), lineage=lineage,
     )
-    trials = _trial_summaries(rows, key)
+    trials = trial_summaries(rows, key)
     return {
         "name": spec.name,
         "experiment": name,
@@ -188,24 +200,3 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
         "timing_s": {"search": round(searched - searching, 2), "score_and_register": round(time.perf_counter() - searched, 2)},
         "concurrency": concurrency,
     }
-
-
-def _trial_summaries(rows: list[dict], key: str) -> list[dict]:
-    by_trial: dict[str, list[dict]] = {}
-    for r in rows:
-        by_trial.setdefault(r["trial_id"], []).append(r)
-    out = []
-    for trial_id, trial in sorted(by_trial.items()):
-        last = max(trial, key=lambda r: r["epoch"])
-        out.append({
-            "trial_id": trial_id,
-            "config": last["config"],
-            "epochs_run": len({math.ceil(r["epoch"]) for r in trial}),
-            "planned_epochs": last["planned_epochs"],
-            "stopped_early": last["epoch"] < last["planned_epochs"],
-            f"last_{key}": last[key],
-            "status": last["status"],
-            # Every node its workers ran on, over its attempts (a trial retried elsewhere has more).
-            "node_ids": sorted({n for r in trial for n in (r.get("worker_node_ids") or "").split(",") if n}),
-        })
-    return out

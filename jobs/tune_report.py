@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,8 +25,8 @@ class TrialLines(tune.Callback):
     """One `biomed` log line per trial as it ends (Tune's own status tables show only under
     --verbose): how far it got, its last value of the search metric, and its configuration."""
 
-    def __init__(self, *, metric: str, num_samples: int):
-        self._metric, self._num_samples, self._done = metric, num_samples, 0
+    def __init__(self, *, metric: str, num_trials: int):
+        self._metric, self._num_trials, self._done = metric, num_trials, 0
 
     def _line(self, trial, outcome: str) -> None:
         self._done += 1
@@ -33,7 +34,7 @@ class TrialLines(tune.Callback):
         value = result.get(self._metric)
         shown = f"{self._metric}={value:.4f}" if isinstance(value, (int, float)) else f"no {self._metric} reported"
         config = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in (trial.config or {}).items()}
-        log.info("trial %d/%d %s %s after %s epochs: %s %s", self._done, self._num_samples, trial.trial_id, outcome, result.get("epoch", 0), shown, config)
+        log.info("trial %d/%d %s %s after %s epochs: %s %s", self._done, self._num_trials, trial.trial_id, outcome, result.get("epoch", 0), shown, config)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         planned = int((trial.config or {}).get("epochs") or 0)
@@ -65,6 +66,30 @@ def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:
             row.update({"trial_id": trial_id, "status": status, "config": config, "planned_epochs": planned, "epoch": int(epoch) if epoch.is_integer() else epoch})
             rows.append(row)
     return rows
+
+
+def trial_summaries(rows: list[dict], key: str) -> list[dict]:
+    """One summary per trial from `trial_rows`: how far it got, its last `key`, where it ran."""
+    by_trial: dict[str, list[dict]] = {}
+    for r in rows:
+        by_trial.setdefault(r["trial_id"], []).append(r)
+    out = []
+    for trial_id, trial in sorted(by_trial.items()):
+        last = max(trial, key=lambda r: r["epoch"])
+        out.append({
+            "trial_id": trial_id,
+            "config": last["config"],
+            # The epoch it reached, not the reports Tune holds: a trial whose driver died with its
+            # node after a checkpoint was committed resumes past an epoch Tune never heard of.
+            "epochs_run": math.ceil(last["epoch"]),
+            "planned_epochs": last["planned_epochs"],
+            "stopped_early": last["epoch"] < last["planned_epochs"],
+            f"last_{key}": last[key],
+            "status": last["status"],
+            # Every node its workers ran on, over its attempts (a trial retried elsewhere has more).
+            "node_ids": sorted({n for r in trial for n in (r.get("worker_node_ids") or "").split(",") if n}),
+        })
+    return out
 
 
 def write_results(rows: list[dict], exp_dir: Path, *, metric: str) -> dict:

@@ -86,3 +86,18 @@ def test_ray_train_logs_follow_the_verbosity(planted_dir, tmp_path, restore_biom
     assert verbose.run_config.logging_config.log_level == "INFO"
     assert verbose.train_loop_config["verbosity"] == "verbose"
     assert build_trainer(spec, name="x", verbosity="quiet").train_loop_config["verbosity"] == "quiet"
+
+
+def test_lines_follow_stderr_after_the_stream_they_started_on_is_closed(restore_biomed_logger, monkeypatch, capsys):
+    # A CLI call configures the logger while stderr is a capture that is later closed (a test's
+    # capsys, a notebook cell); later lines must reach the stderr of their own time.
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    log.configure("default")
+    log.get_logger().info("to the first stream")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    log.get_logger().info("to the second stream")
+    assert second.getvalue().endswith(" [biomed] to the second stream\n")
+    assert "Logging error" not in second.getvalue() + capsys.readouterr().err

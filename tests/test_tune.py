@@ -63,6 +63,39 @@ def test_search_algorithm_must_fit_the_space(planted_dir, tmp_path):
         parse_spec(raw)
 
 
+@pytest.mark.parametrize(
+    "search_space,algorithm,num_samples,include_spec_values,expected",
+    [
+        # Counts checked against Tune's own (ray.tune.search.variant_generator._count_variants, Ray 2.60).
+        ({"learning_rate": {"grid": [3e-3, 1e-5]}}, "grid", 1, True, 2),
+        ({"learning_rate": {"grid": [3e-3, 1e-5]}, "dropout": {"grid": [0.0, 0.1, 0.2]}}, "grid", 2, True, 12),
+        ({"learning_rate": {"loguniform": [1e-5, 1e-3]}, "dropout": {"uniform": [0.0, 0.2]}}, "random", 4, True, 4),
+        # The spec sets no dropout, so its own point leaves that grid to be crossed: 3 + 3 x 3.
+        ({"learning_rate": {"loguniform": [1e-5, 1e-3]}, "dropout": {"grid": [0.0, 0.1, 0.2]}}, "random", 4, True, 12),
+        ({"learning_rate": {"loguniform": [1e-5, 1e-3]}, "batch_size_per_worker": {"grid": [8, 16]}}, "random", 3, True, 5),
+        ({"learning_rate": {"loguniform": [1e-5, 1e-3]}, "batch_size_per_worker": {"grid": [8, 16]}}, "random", 3, False, 6),
+    ],
+)
+def test_the_progress_lines_count_every_trial_the_search_will_run(planted_dir, tmp_path, search_space, algorithm, num_samples, include_spec_values, expected):
+    from jobs.tune import planned_trials
+
+    raw = _tune_spec(planted_dir, tmp_path, search_space=search_space, search_algorithm=algorithm, num_samples=num_samples, include_spec_values=include_spec_values)
+    assert planned_trials(parse_spec(raw)) == expected
+
+
+def test_a_trial_whose_report_was_lost_with_its_node_counts_the_epochs_it_reached():
+    from jobs.tune_report import trial_summaries
+
+    # A trial driver killed with its node after epoch 2's checkpoint was committed but before
+    # Tune got that report resumes at epoch 3: Tune holds epochs 1, 3, 4 and 5.
+    common = {"trial_id": "t0", "config": {"learning_rate": 1e-5}, "planned_epochs": 5, "status": "TERMINATED"}
+    rows = [{**common, "epoch": e, "val_macro_f1": 0.2, "worker_node_ids": node} for e, node in [(1, "a"), (3, "b"), (4, "b"), (5, "b")]]
+    (summary,) = trial_summaries(rows, "val_macro_f1")
+    assert summary["epochs_run"] == 5 and not summary["stopped_early"] and summary["node_ids"] == ["a", "b"]
+    stopped = [{**common, "trial_id": "t1", "epoch": e, "val_macro_f1": 0.1, "worker_node_ids": "a"} for e in (1, 2)]
+    assert trial_summaries(stopped, "val_macro_f1")[0]["epochs_run"] == 2 and trial_summaries(stopped, "val_macro_f1")[0]["stopped_early"]
+
+
 def test_trial_process_imports_no_model_or_metric_library():
     # Tune starts a new process per trial that imports jobs.trial; transformers and scikit-learn
     # belong on the Train workers, and cost the trial process seconds of start-up for nothing.
