@@ -43,13 +43,25 @@ def peak_tflops(name: str, given: float | None) -> float | None:
     return next((v for key, v in PEAK_BF16_TFLOPS.items() if key in name), None)
 
 
+def minilm_weights() -> str:
+    """'packaged' where the MiniLM package holds its weights; 'random' where only its config and
+    tokenizer travelled (scripts/gpu_bundle.sh: the 81 MB of weights exceed what a call carries)."""
+    from biomed.models import BACKBONES
+
+    return "packaged" if (BACKBONES["all-minilm-l6-v2"].path() / "model.safetensors").is_file() else "random"
+
+
 def build_model(kind: str):
-    from transformers import AutoModelForSequenceClassification, BertConfig
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
 
     if kind == "minilm":
-        from biomed.models import build_classifier
+        from biomed.models import BACKBONES, build_classifier
 
-        return build_classifier(backbone="all-minilm-l6-v2", path=None, labels=["a", "b"], num_outputs=2, dropout=None)
+        if minilm_weights() == "packaged":
+            return build_classifier(backbone="all-minilm-l6-v2", path=None, labels=["a", "b"], num_outputs=2, dropout=None)
+        # The same architecture from its config: speed does not depend on the weights' values.
+        config = AutoConfig.from_pretrained(BACKBONES["all-minilm-l6-v2"].path(), num_labels=2, attn_implementation="sdpa")
+        return AutoModelForSequenceClassification.from_config(config)
     config = BertConfig(num_labels=2, attn_implementation="sdpa")  # BERT-base: 12 layers, hidden 768
     return AutoModelForSequenceClassification.from_config(config)
 
@@ -185,8 +197,8 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     peak = peak_tflops(name, args.peak_tflops) if device.type == "cuda" else None
-    print(f"device {name}, bf16 peak {peak} TFLOP/s")
-    figures: dict = {"gpu": device.type == "cuda", "device_name": name, "peak_bf16_tflops": peak, "training": training_rows(device, args, peak)}
+    print(f"device {name}, bf16 peak {peak} TFLOP/s, MiniLM weights {minilm_weights()}")
+    figures: dict = {"gpu": device.type == "cuda", "device_name": name, "peak_bf16_tflops": peak, "minilm_weights": minilm_weights(), "training": training_rows(device, args, peak)}
     base = {r["model"]: r["tokens_per_s"] for r in figures["training"] if r["precision"] == "fp32"}
     figures["speedup_vs_fp32"] = {f"{r['model']}_{r['precision']}{'_compiled' if r['compiled'] else ''}": round(r["tokens_per_s"] / base[r["model"]], 3) for r in figures["training"] if r["precision"] != "fp32"}
     if device.type == "cuda":

