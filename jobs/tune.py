@@ -49,6 +49,11 @@ def _max_epochs(spec: JobSpec) -> int:
     return max(epochs.extremes()) if epochs is not None else spec.training.epochs
 
 
+def _capped_epochs(spec: JobSpec) -> int | None:
+    """ASHA's max_t, which caps every trial's epochs; None when no scheduler caps them."""
+    return _max_epochs(spec) if spec.tune.scheduler.type == "asha" else None
+
+
 def _spec_point(spec: JobSpec) -> list[dict] | None:
     t = spec.tune
     if not t.include_spec_values or t.search_algorithm == "grid":
@@ -142,7 +147,7 @@ def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             # Tune's status tables only under --verbose; otherwise one biomed line per trial.
             verbose=None if is_verbose() else 0,
-            callbacks=[TrialLines(metric=f"val_{search_metric(spec)}", num_trials=planned_trials(spec))],
+            callbacks=[TrialLines(metric=f"val_{search_metric(spec)}", num_trials=planned_trials(spec), epochs=spec.training.epochs, max_epochs=_capped_epochs(spec))],
         ),
     )
 
@@ -171,7 +176,7 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     with tune_console(verbose=is_verbose()):
         results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency, streams=splits.streams()).fit()
     searched = time.perf_counter()
-    rows = trial_rows(results, spec, max_epochs=_max_epochs(spec) if spec.tune.scheduler.type == "asha" else None)
+    rows = trial_rows(results, spec, max_epochs=_capped_epochs(spec))
     if not rows:
         raise TrainingFailed(f"search {name}: no trial reported a result ({[str(r.error) for r in results if r.error]})")
     key, mode = f"val_{search_metric(spec)}", search_mode(spec)

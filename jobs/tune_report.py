@@ -25,8 +25,9 @@ class TrialLines(tune.Callback):
     """One `biomed` log line per trial as it ends (Tune's own status tables show only under
     --verbose): how far it got, its last value of the search metric, and its configuration."""
 
-    def __init__(self, *, metric: str, num_trials: int):
+    def __init__(self, *, metric: str, num_trials: int, epochs: int, max_epochs: int | None):
         self._metric, self._num_trials, self._done = metric, num_trials, 0
+        self._epochs, self._max_epochs = epochs, max_epochs
 
     def _line(self, trial, outcome: str) -> None:
         self._done += 1
@@ -37,12 +38,19 @@ class TrialLines(tune.Callback):
         log.info("trial %d/%d %s %s after %s epochs: %s %s", self._done, self._num_trials, trial.trial_id, outcome, result.get("epoch", 0), shown, config)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        planned = int((trial.config or {}).get("epochs") or 0)
-        epoch = int((trial.last_result or {}).get("epoch") or 0)
-        self._line(trial, "stopped early" if planned and epoch < planned else "finished")
+        planned = planned_epochs(trial.config or {}, epochs=self._epochs, max_epochs=self._max_epochs)
+        epoch = float((trial.last_result or {}).get("epoch") or 0)
+        self._line(trial, "stopped early" if epoch < planned else "finished")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._line(trial, "failed")
+
+
+def planned_epochs(config: dict, *, epochs: int, max_epochs: int | None) -> int:
+    """The epochs a trial was to run: its sampled `epochs`, else the spec's `epochs`, capped by
+    max_epochs (ASHA's max_t)."""
+    planned = int(config.get("epochs", epochs))
+    return planned if max_epochs is None else min(planned, max_epochs)
 
 
 def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:
@@ -54,9 +62,7 @@ def trial_rows(results, spec: JobSpec, *, max_epochs: int | None) -> list[dict]:
         if frame is None or frame.empty:
             continue
         config = dict(result.config or {})
-        planned = int(config.get("epochs", spec.training.epochs))
-        if max_epochs is not None:
-            planned = min(planned, max_epochs)
+        planned = planned_epochs(config, epochs=spec.training.epochs, max_epochs=max_epochs)
         status = "ERROR" if result.error is not None else "TERMINATED"
         trial_id = str(frame["trial_id"].iloc[-1])
         # A resumed trial reports some epochs again; keep the last report of each epoch.

@@ -54,7 +54,11 @@ def test_gpu_check_training_rows_run_on_cpu():
     assert 5e7 < rows[0]["flops_per_token"] < 9e7
     assert all(r["tokens_per_s"] > 0 and r["mfu"] is None for r in rows)  # no peak FLOP/s for a CPU
     assert figures["speedup_vs_fp32"]["minilm_bf16"] > 0
-    assert figures["minilm_weights"] == "packaged"
+    # "random" only where the weights did not travel (scripts/gpu_bundle.sh on a GPU machine).
+    from biomed.models import BACKBONES
+
+    packaged = (BACKBONES["all-minilm-l6-v2"].path() / "model.safetensors").is_file()
+    assert figures["minilm_weights"] == ("packaged" if packaged else "random")
 
 
 def test_gpu_check_builds_minilm_from_its_config_where_only_the_tokenizer_travelled(tmp_path):

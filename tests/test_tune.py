@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -81,6 +82,29 @@ def test_the_progress_lines_count_every_trial_the_search_will_run(planted_dir, t
 
     raw = _tune_spec(planted_dir, tmp_path, search_space=search_space, search_algorithm=algorithm, num_samples=num_samples, include_spec_values=include_spec_values)
     assert planned_trials(parse_spec(raw)) == expected
+
+
+def test_progress_lines_say_which_trials_asha_stopped_early(caplog):
+    from types import SimpleNamespace
+
+    from jobs.tune_report import TrialLines
+
+    # Epochs not searched: each trial plans the spec's 6 (the quick start's search printed
+    # "finished after 3 epochs" for a trial ASHA had stopped).
+    lines = TrialLines(metric="val_loss", num_trials=3, epochs=6, max_epochs=6)
+    trial = lambda i, epoch, config: SimpleNamespace(trial_id=f"t{i}", config=config, last_result={"epoch": epoch, "val_loss": 0.5})  # noqa: E731
+    # caplog's handler directly on the biomed logger: a CLI run earlier in the session stops it propagating.
+    logger = logging.getLogger("biomed")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="biomed"):
+            lines.on_trial_complete(0, [], trial(0, 3, {"learning_rate": 1e-4}))
+            lines.on_trial_complete(0, [], trial(1, 6, {"learning_rate": 3e-4}))
+            lines.on_trial_complete(0, [], trial(2, 4, {"epochs": 4}))  # a sampled epochs value is its plan
+    finally:
+        logger.removeHandler(caplog.handler)
+    said = sorted({r.getMessage() for r in caplog.records})
+    assert [m.split(" after ")[0] for m in said] == ["trial 1/3 t0 stopped early", "trial 2/3 t1 finished", "trial 3/3 t2 finished"]
 
 
 def test_a_trial_whose_report_was_lost_with_its_node_counts_the_epochs_it_reached():
