@@ -3,9 +3,9 @@
 # machine's image lacks, for its Python 3.12, in one archive small enough to travel with the
 # working tree (the device tool carries 64 MiB a call, this repository included).
 #
-# Per the device tool's package list (read 2026-11-17; Ray 2.60.0 here): the image holds torch, transformers, tokenizers,
-# safetensors, numpy, pandas, pyarrow, scikit-learn, grpcio, protobuf, aiohttp and psutil, but not
-# Ray, pydantic or FastAPI. Ray's cp312 wheel is 79 MB, so its Java jars (32 MB), RLlib and Ray
+# Per the device tool's package list (read 2026-11-17): the image holds torch, transformers,
+# tokenizers, safetensors, numpy, pandas, pyarrow, scikit-learn, grpcio, protobuf, aiohttp and
+# psutil, but not Ray, pydantic or FastAPI. Ray's cp312 wheel is 79 MB, so its Java jars (32 MB), RLlib and Ray
 # LLM are left out (this project uses none of them; the dashboard, which backs the State API that
 # Ray Train's placement-group cleaner polls, will not start without its web client). The MiniLM
 # package's weights (81 MB) cannot travel either: only its tokenizer and config files go, and
