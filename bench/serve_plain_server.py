@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from biomed.checkpoint import Predictor  # noqa: E402
-from serving.schemas import SequencePredictRequest  # noqa: E402
+from biomed.families.sequence import SequencePredictRequest  # noqa: E402
 
 app = FastAPI()
 STATE: dict = {}

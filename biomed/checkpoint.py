@@ -2,9 +2,11 @@
 
 `save_pretrained` writes safetensors + config (with id2label) + tokenizer, so
 `AutoModelForSequenceClassification.from_pretrained(path)` works without this package for stock
-BERT heads; the mean-pooled BERT and the tabular MLP need `import biomed.checkpoint` first, which
-registers their classes. biomed.json records what the service needs beyond that: task, labels,
-the input check, the encoder (k-mer settings, feature statistics) and the target scaling.
+BERT heads; the other heads (mean-pooled BERT, MLP, D-MPNN, image CNNs) are registered with the
+Auto classes by their family's model module, which `Predictor` imports through the family.
+biomed.json records what the service needs beyond that: task, labels, the input check, the
+encoder (k-mer settings, feature statistics) and the target scaling. The task names the family
+that reads the rest.
 """
 
 from __future__ import annotations
@@ -15,15 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import biomed.dmpnn  # noqa: F401  (registers the D-MPNN with the Auto classes)
-import biomed.pooling  # noqa: F401  (registers the mean-pooled BERT with the Auto classes)
-import biomed.tabular  # noqa: F401  (registers the MLP with the Auto classes)
-import biomed.vision  # noqa: F401  (registers the image CNNs with the Auto classes)
 from biomed.devices import autocast_dtype, batch_to_device
-from biomed.encoding import Encoder, load_encoder
+from biomed.families import get_task
+from biomed.family import Encoder
 from biomed.inputs import validator_from_dict
-from biomed.tasks import get_task
-from biomed.text import length_sorted_batches
+from biomed.padding import length_sorted_batches
 
 METADATA_FILE = "biomed.json"
 
@@ -60,16 +58,6 @@ def raw_outputs(model, encoded, rows: np.ndarray, *, batch_size: int, device=Non
     return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
-def load_validator(payload: dict):
-    """The input check recorded in biomed.json: an image check (biomed.images) or a sequence or
-    feature check (biomed.inputs)."""
-    if payload["kind"] == "image":
-        from biomed.images import ImageValidator
-
-        return ImageValidator.from_dict(payload)
-    return validator_from_dict(payload)
-
-
 class Predictor:
     """Loads a checkpoint folder (safetensors only), checks inputs and predicts.
 
@@ -78,21 +66,19 @@ class Predictor:
     """
 
     def __init__(self, *, directory: str | Path, batch_size: int = 32, device: str = "cpu", precision: str = "fp32"):
-        from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
-
         self.directory = Path(directory)
         self.metadata = read_metadata(self.directory)
         self.task = get_task(self.metadata["task"])
         self.labels: list[str] = self.metadata.get("labels") or []
         self.max_length: int = self.metadata["max_seq_length"]
         self.batch_size = batch_size
-        self.encoder = load_encoder(self.directory, self.metadata)
-        self.validator = load_validator(self.metadata.get("validator", {"kind": "text"}))
+        self.family = self.task.family
+        self.encoder = self.family.load_encoder(self.directory, {"encoder": {"input_kind": "text"}, **self.metadata})
+        self.validator = validator_from_dict(self.metadata.get("validator", {"kind": "text"}))
         self.device = torch.device(device)
         # Reduced precision only on CUDA (autocast_dtype is None on CPU): CPU replicas stay fp32.
         self.dtype = autocast_dtype(precision, self.device)
-        auto = AutoModelForImageClassification if self.task.input_kind == "image" else AutoModelForSequenceClassification
-        self.model = auto.from_pretrained(self.directory, use_safetensors=True).eval().to(self.device)
+        self.model = self.family.load_model(self.directory).eval().to(self.device)
 
     def validate(self, inputs: list) -> list:
         """Normalised inputs, or InvalidInputs naming each bad one (the training-time check)."""
@@ -107,22 +93,15 @@ class Predictor:
 
     def describe(self, prediction: np.ndarray | float) -> dict:
         """One prediction as JSON: label and probabilities, value, or risk score."""
-        kind = self.task.target_kind
-        if kind == "classification":
-            return {"label": self.labels[int(np.argmax(prediction))], "probabilities": {k: float(p) for k, p in zip(self.labels, prediction)}}
-        if kind == "regression":
-            return {"value": float(prediction)}
-        return {"risk_score": float(prediction)}
+        return self.task.target.describe(prediction, self.labels)
 
     def probe(self, example) -> dict:
         """The prediction for one fixed input, as recorded at registration and re-checked by
-        serving replicas (the golden check): {"input", "prediction", and "label" for classifiers}."""
-        if isinstance(example, np.ndarray):
-            from biomed.images import probe_png
-
-            example = probe_png(example)  # a decoded image: kept as a small PNG (base64)
+        serving replicas (the golden check): {"input", "prediction", and "label" for classifiers}.
+        `example`: a validated input (a decoded image is kept as its family records it)."""
+        example = self.family.probe_input(example)
         prediction = np.atleast_1d(self.predict([example])[0])
         probe = {"input": example, "prediction": [float(p) for p in prediction]}
-        if self.task.target_kind == "classification":
+        if self.task.target.has_labels:
             probe["label"] = self.labels[int(prediction.argmax())]
         return probe

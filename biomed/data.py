@@ -99,49 +99,19 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
-def _targets(path, table: pa.Table, columns: Columns, *, target_kind: str, labels: list[str] | None, keep: np.ndarray, row_offset: int = 0) -> np.ndarray:
+def _targets(path, table: pa.Table, columns: Columns, *, target, labels: list[str] | None, keep: np.ndarray, row_offset: int = 0) -> np.ndarray:
     """Targets of the kept rows; a value the task cannot use is an error naming its rows."""
-    rows = np.flatnonzero(keep)
-    if target_kind == "none":  # an unlabelled corpus (pretraining)
-        return np.zeros(rows.size, dtype=np.int64)
 
     def fail(column: str, what: str, bad: list[int], values: list) -> None:
         shown = sorted({str(values[i]) for i in bad})[:MAX_REPORTED_ROWS]
         first = [i + row_offset for i in bad[:MAX_REPORTED_ROWS]]
         raise ValueError(f"{path}: {len(bad)} rows have a {column!r} value that is {what} (values {shown}, first rows {first})")
 
-    if target_kind == "classification":
-        raw = table.column(columns.label).to_pylist()
-        index = {name: i for i, name in enumerate(labels)}
-        bad = [int(i) for i in rows if str(raw[i]) not in index]
-        if bad:
-            fail(columns.label, "outside the task's labels", bad, raw)
-        return np.array([index[str(raw[i])] for i in rows], dtype=np.int64)
-
-    def numbers(column: str) -> np.ndarray:
-        raw = table.column(column).to_pylist()
-        out, bad = np.zeros(rows.size), []
-        for k, i in enumerate(rows):
-            try:
-                out[k] = float(raw[i])
-            except (TypeError, ValueError):
-                bad.append(int(i))
-        if bad or not np.isfinite(out).all():
-            fail(column, "not a finite number", bad or [int(i) for i in rows[~np.isfinite(out)]], raw)
-        return out
-
-    if target_kind == "regression":
-        return numbers(columns.label)
-    time, event = numbers(columns.time), numbers(columns.event)
-    if (time < 0).any():
-        fail(columns.time, "negative", [int(i) for i in rows[time < 0]], table.column(columns.time).to_pylist())
-    if not np.isin(event, (0.0, 1.0)).all():
-        fail(columns.event, "not an event indicator (0/1 or false/true)", [int(i) for i in rows[~np.isin(event, (0.0, 1.0))]], table.column(columns.event).to_pylist())
-    return np.stack([time, event], axis=1)
+    return target.parse(table, columns, np.flatnonzero(keep), labels=labels, fail=fail)
 
 
 def load_examples(
-    path: str | Path | list, *, columns: Columns, target_kind: str, labels: list[str] | None, validator, on_invalid: str = "error"
+    path: str | Path | list, *, columns: Columns, target, labels: list[str] | None, validator, on_invalid: str = "error"
 ) -> Examples:
     """Read, check and type one data file, or several (concatenated in the order given).
 
@@ -154,7 +124,7 @@ def load_examples(
     # A validator that reads files named in the table (images) reads them beside the data file.
     for_source = getattr(validator, "for_source", lambda p: validator)
     parts = [
-        examples_from_table(read_table(p, columns=columns.all()), source=p, columns=columns, target_kind=target_kind, labels=labels, validator=for_source(p), on_invalid=on_invalid)
+        examples_from_table(read_table(p, columns=columns.all()), source=p, columns=columns, target=target, labels=labels, validator=for_source(p), on_invalid=on_invalid)
         for p in paths
     ]
     if len(parts) == 1:
@@ -171,7 +141,7 @@ def load_examples(
 
 
 def examples_from_table(
-    table: pa.Table, *, source, columns: Columns, target_kind: str, labels: list[str] | None, validator, on_invalid: str = "error", row_offset: int = 0
+    table: pa.Table, *, source, columns: Columns, target, labels: list[str] | None, validator, on_invalid: str = "error", row_offset: int = 0
 ) -> Examples:
     """Check and type the rows of a table read from `source`, whose first row is file row `row_offset`.
 
@@ -196,7 +166,7 @@ def examples_from_table(
             count, rows = _rows(mask)
             dropped.append(DroppedRows(reason=reason, count=count, first_rows=[r + row_offset for r in rows]))
     keep = ~(missing_input | missing_target)
-    targets = _targets(source, table, columns, target_kind=target_kind, labels=labels, keep=keep, row_offset=row_offset)
+    targets = _targets(source, table, columns, target=target, labels=labels, keep=keep, row_offset=row_offset)
     kept = np.flatnonzero(keep)
     raw_inputs = [inputs[i] for i in kept]
     try:

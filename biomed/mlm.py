@@ -1,8 +1,9 @@
-"""Masked-language-model pretraining pieces: corpus tokenizers, masking, the MLM model.
+"""Masked-language-model pretraining pieces: corpus tokenizers and masking.
 
-Tokenizers are trained on the corpus with Hugging Face `tokenizers`, from an iterator over it
+Tokenizers are trained on the corpus with Hugging Face `tokenizers` (each family says which kinds
+it offers and how its corpus is pre-split), from an iterator over it
 (so a corpus larger than memory is fine), and wrapped BERT-style ([CLS] ... [SEP], [MASK]):
-- smiles: the atom-level regex pre-tokenizer (biomed.tokenization) with a WordLevel vocabulary
+- smiles: the atom-level regex pre-tokenizer (biomed/families/molecules/smiles.py) with a WordLevel vocabulary
   of the atoms and bonds seen, or BPE, whose merges stay inside a regex piece (so bracket atoms
   such as `[C@@H]` become one token and an unseen one falls back to its characters, not [UNK]);
 - dna: overlapping k-mers (every k-mer over ACGTN, as DNABERT), or BPE over the bases as
@@ -22,10 +23,8 @@ from typing import Iterable
 
 import torch
 
-from biomed.tokenization import SMILES_REGEX, SPECIAL_TOKENS, wrap_bert_style, kmer_tokenizer, residue_tokenizer
+from biomed.families.sequence.tokens import SPECIAL_TOKENS, wrap_bert_style
 
-# The kinds of tokenizer each family can train (the first is its default).
-TOKENIZER_KINDS = {"smiles": ("wordlevel", "bpe"), "dna": ("kmer", "bpe"), "protein": ("residue",), "text": ("wordpiece",)}
 # Fewer learned tokens than this is no vocabulary to pretrain on.
 MIN_LEARNED_TOKENS = 2
 IGNORE_INDEX = -100
@@ -41,13 +40,15 @@ def train_tokenizer(family: str, kind: str, texts: Iterable[str], *, vocab_size:
     Raises DegenerateVocabulary when fewer than `MIN_LEARNED_TOKENS` tokens were learned (an
     empty corpus, or one made of a single repeated symbol).
     """
-    if kind not in TOKENIZER_KINDS[family]:
-        raise ValueError(f"tokenizer {kind!r} is not one of {family}'s: {list(TOKENIZER_KINDS[family])}")
-    if kind == "residue":
-        return residue_tokenizer()
-    if kind == "kmer":
-        raise ValueError("k-mer tokenizers are not trained: use kmer_tokenizer(size)")
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from biomed.families import get_family
+
+    sequences = get_family(family)
+    if kind not in sequences.tokenizer_kinds:
+        raise ValueError(f"tokenizer {kind!r} is not one of {family}'s: {list(sequences.tokenizer_kinds)}")
+    fixed = sequences.fixed_tokenizer(kind, kmer_size=None)
+    if fixed is not None:
+        return fixed
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
 
     specials = list(SPECIAL_TOKENS)
     if kind == "wordlevel":
@@ -61,10 +62,8 @@ def train_tokenizer(family: str, kind: str, texts: Iterable[str], *, vocab_size:
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False)
-    if family == "smiles":
-        tok.pre_tokenizer = pre_tokenizers.Split(Regex(SMILES_REGEX), behavior="isolated")
-    elif family == "text":
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    if sequences.pre_tokenizer is not None:
+        tok.pre_tokenizer = sequences.pre_tokenizer()
     tok.train_from_iterator(texts, trainer=trainer)
     learned = tok.get_vocab_size() - len(specials)
     if learned < MIN_LEARNED_TOKENS:
@@ -77,14 +76,12 @@ def train_tokenizer(family: str, kind: str, texts: Iterable[str], *, vocab_size:
 
 def family_tokenizer(family: str, kind: str, texts: Iterable[str] = (), *, vocab_size: int = 0, min_frequency: int = 1, kmer_size: int = 6):
     """The pretraining tokenizer: k-mers and residues are fixed vocabularies; the rest are trained."""
-    if kind == "kmer":
-        return kmer_tokenizer(kmer_size)
+    from biomed.families import get_family
+
+    fixed = get_family(family).fixed_tokenizer(kind, kmer_size=kmer_size)
+    if fixed is not None:
+        return fixed
     return train_tokenizer(family, kind, texts, vocab_size=vocab_size, min_frequency=min_frequency)
-
-
-def mask_span(kind: str, *, kmer_size: int, kmer_stride: int) -> int:
-    """Neighbouring tokens masked together: those sharing a base with a k-mer (DNA k-mers); else 1."""
-    return max(1, -(-kmer_size // kmer_stride)) if kind == "kmer" else 1
 
 
 def mask_tokens(
@@ -140,26 +137,3 @@ def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, in
     """(correct, masked) tokens of a batch."""
     chosen = labels != IGNORE_INDEX
     return int((logits.argmax(-1)[chosen] == labels[chosen]).sum()), int(chosen.sum())
-
-
-def build_masked_lm(*, preset: str | None = None, backbone: str | None = None, vocab_size: int = 0, max_positions: int = 512):
-    """A BertForMaskedLM: a preset's shape with random weights and the corpus tokenizer's
-    vocabulary, or a packaged backbone's pretrained encoder (its MLM head, if it ships none, new)."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    from biomed.models import BACKBONES, PackagedBackbone, TinyBertPreset
-
-    if preset is not None:
-        shape = BACKBONES[preset]
-        if not isinstance(shape, TinyBertPreset):
-            raise ValueError(f"{preset!r} is not a preset: {sorted(n for n, b in BACKBONES.items() if isinstance(b, TinyBertPreset))}")
-        config = BertConfig(
-            vocab_size=vocab_size, hidden_size=shape.hidden_size, num_hidden_layers=shape.num_hidden_layers,
-            num_attention_heads=shape.num_attention_heads, intermediate_size=shape.intermediate_size,
-            max_position_embeddings=max_positions, pad_token_id=0,
-        )
-        return BertForMaskedLM(config)
-    packaged = BACKBONES[backbone]
-    if not isinstance(packaged, PackagedBackbone):
-        raise ValueError(f"{backbone!r} is not a packaged backbone")
-    return BertForMaskedLM.from_pretrained(str(packaged.path()), use_safetensors=packaged.safetensors)

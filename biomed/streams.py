@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -151,38 +150,6 @@ class Statistics(Protocol):
     def update(self, examples: Examples) -> None: ...
 
     def result(self) -> dict: ...
-
-
-@dataclass
-class TargetStatistics:
-    """Class counts (classification), moments (regression) or events (survival) of a split."""
-
-    target_kind: str
-    num_classes: int = 0
-    counts: np.ndarray | None = None
-    n: int = 0
-    total: float = 0.0
-    total_sq: float = 0.0
-
-    def update(self, examples: Examples) -> None:
-        t = examples.targets
-        self.n += len(t)
-        if self.target_kind == "classification":
-            counts = np.bincount(t, minlength=self.num_classes)
-            self.counts = counts if self.counts is None else self.counts + counts
-        elif self.target_kind == "regression":
-            self.total += float(np.sum(t, dtype=np.float64))
-            self.total_sq += float(np.sum(np.square(t, dtype=np.float64)))
-        else:
-            self.total += float(t[:, 1].sum()) if len(t) else 0.0
-
-    def result(self) -> dict:
-        if self.target_kind == "classification":
-            return {"class_counts": [int(c) for c in (self.counts if self.counts is not None else np.zeros(self.num_classes))]}
-        if self.target_kind == "regression":
-            mean = self.total / max(self.n, 1)
-            return {"mean": mean, "std": float(np.sqrt(max(self.total_sq / max(self.n, 1) - mean * mean, 0.0)))}
-        return {"events": int(self.total)}
 
 
 @dataclass

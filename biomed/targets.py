@@ -1,23 +1,34 @@
 """What a model predicts: class labels, a real value, or a survival risk.
 
-Each target kind says how many outputs the model has, its training loss, how raw outputs become
-predictions, and which metrics score them. Targets are arrays: class ids (N,), values (N,), or
-(time, event) pairs (N, 2).
+Each target says how many outputs the model has, its training loss, how raw outputs become
+predictions, which metrics score them, which data columns hold it, how a table's values become
+target arrays, what a split is stratified by, and how one prediction reads as JSON. The rest of
+the service asks the target these questions; it never compares target names. Targets are
+arrays: class ids (N,), values (N,), or (time, event) pairs (N, 2).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import numpy as np
+import pyarrow as pa
 import torch
+
+MAX_REPORTED_ROWS = 10
 
 
 class Target(Protocol):
     kind: str
     metric_names: tuple[str, ...]
     minimised: frozenset[str]
+    # Whether the target is one of a fixed set of labels (task.labels, class weights, a label per prediction).
+    has_labels: bool
+    # How a validation part is held out when the spec names no split method.
+    default_split: str
+    # Whether a split can be stratified by it (by class, or by event).
+    stratifiable: bool
 
     def num_outputs(self, num_labels: int) -> int: ...
 
@@ -27,12 +38,89 @@ class Target(Protocol):
 
     def metrics(self, targets: np.ndarray, predictions: np.ndarray, names: tuple[str, ...] | None = None) -> dict[str, float]: ...
 
+    def columns(self, data) -> dict[str, str | None]: ...
+
+    def parse(self, table: pa.Table, columns, rows: np.ndarray, *, labels: list[str] | None, fail: Callable) -> np.ndarray: ...
+
+    def strata(self, targets: np.ndarray) -> np.ndarray | None: ...
+
+    def statistics(self, num_classes: int) -> TargetStatistics: ...
+
+    def scaling(self, train_targets: np.ndarray | None, *, statistics: dict | None = None) -> dict | None: ...
+
+    def describe(self, prediction: np.ndarray, labels: list[str]) -> dict: ...
+
+
+class TargetStatistics(Protocol):
+    """A split's target summary, one unit of examples at a time (streamed training data)."""
+
+    def update(self, examples) -> None: ...
+
+    def result(self) -> dict: ...
+
+
+def _numbers(table: pa.Table, column: str, rows: np.ndarray, fail: Callable) -> np.ndarray:
+    raw = table.column(column).to_pylist()
+    out, bad = np.zeros(rows.size), []
+    for k, i in enumerate(rows):
+        try:
+            out[k] = float(raw[i])
+        except (TypeError, ValueError):
+            bad.append(int(i))
+    if bad or not np.isfinite(out).all():
+        fail(column, "not a finite number", bad or [int(i) for i in rows[~np.isfinite(out)]], raw)
+    return out
+
+
+@dataclass
+class ClassCounts:
+    num_classes: int
+    counts: np.ndarray | None = None
+
+    def update(self, examples) -> None:
+        counts = np.bincount(examples.targets, minlength=self.num_classes)
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def result(self) -> dict:
+        return {"class_counts": [int(c) for c in (self.counts if self.counts is not None else np.zeros(self.num_classes))]}
+
+
+@dataclass
+class Moments:
+    n: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+
+    def update(self, examples) -> None:
+        t = examples.targets
+        self.n += len(t)
+        self.total += float(np.sum(t, dtype=np.float64))
+        self.total_sq += float(np.sum(np.square(t, dtype=np.float64)))
+
+    def result(self) -> dict:
+        mean = self.total / max(self.n, 1)
+        return {"mean": mean, "std": float(np.sqrt(max(self.total_sq / max(self.n, 1) - mean * mean, 0.0)))}
+
+
+@dataclass
+class EventCount:
+    events: float = 0.0
+
+    def update(self, examples) -> None:
+        self.events += float(examples.targets[:, 1].sum()) if len(examples.targets) else 0.0
+
+    def result(self) -> dict:
+        return {"events": int(self.events)}
+
 
 @dataclass(frozen=True)
 class ClassificationTarget:
     kind: str = "classification"
     metric_names: tuple[str, ...] = ("accuracy", "macro_f1", "mcc", "auroc", "auprc", "ece", "loss")
     minimised: frozenset[str] = frozenset({"loss", "ece"})
+    has_labels: bool = True
+    default_split: str = "stratified"
+    stratifiable: bool = True
 
     def num_outputs(self, num_labels: int) -> int:
         return num_labels
@@ -51,6 +139,29 @@ class ClassificationTarget:
 
         return classification_metrics(targets, predictions, names)
 
+    def columns(self, data) -> dict:
+        return {"label": data.label_column}
+
+    def parse(self, table, columns, rows, *, labels, fail):
+        raw = table.column(columns.label).to_pylist()
+        index = {name: i for i, name in enumerate(labels)}
+        bad = [int(i) for i in rows if str(raw[i]) not in index]
+        if bad:
+            fail(columns.label, "outside the task's labels", bad, raw)
+        return np.array([index[str(raw[i])] for i in rows], dtype=np.int64)
+
+    def strata(self, targets):
+        return targets
+
+    def statistics(self, num_classes: int) -> ClassCounts:
+        return ClassCounts(num_classes)
+
+    def scaling(self, train_targets, *, statistics=None):
+        return None  # trained as they are
+
+    def describe(self, prediction, labels):
+        return {"label": labels[int(np.argmax(prediction))], "probabilities": {k: float(p) for k, p in zip(labels, prediction)}}
+
 
 @dataclass(frozen=True)
 class RegressionTarget:
@@ -61,6 +172,9 @@ class RegressionTarget:
     kind: str = "regression"
     metric_names: tuple[str, ...] = ("rmse", "mae", "r2", "spearman")
     minimised: frozenset[str] = frozenset({"rmse", "mae"})
+    has_labels: bool = False
+    default_split: str = "random"
+    stratifiable: bool = False
 
     def num_outputs(self, num_labels: int) -> int:
         return 1
@@ -76,6 +190,26 @@ class RegressionTarget:
         from biomed.metrics import regression_metrics
 
         return regression_metrics(targets, predictions, names)
+
+    def columns(self, data) -> dict:
+        return {"label": data.label_column}
+
+    def parse(self, table, columns, rows, *, labels, fail):
+        return _numbers(table, columns.label, rows, fail)
+
+    def strata(self, targets):
+        return None  # a real value has no classes to stratify by
+
+    def statistics(self, num_classes: int) -> Moments:
+        return Moments()
+
+    def scaling(self, train_targets, *, statistics=None):
+        """Mean and std of the training targets (or of a streamed split's moments)."""
+        mean, std = (float(train_targets.mean()), float(train_targets.std())) if statistics is None else (statistics["mean"], statistics["std"])
+        return {"mean": mean, "std": std if std > 1e-12 else 1.0}
+
+    def describe(self, prediction, labels):
+        return {"value": float(prediction)}
 
 
 def cox_partial_likelihood_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
@@ -105,6 +239,9 @@ class SurvivalTarget:
     kind: str = "survival"
     metric_names: tuple[str, ...] = ("c_index", "loss")
     minimised: frozenset[str] = frozenset({"loss"})
+    has_labels: bool = False
+    default_split: str = "stratified"  # by event
+    stratifiable: bool = True
 
     def num_outputs(self, num_labels: int) -> int:
         return 1
@@ -127,5 +264,49 @@ class SurvivalTarget:
             out["loss"] = float(cox_partial_likelihood_loss(torch.from_numpy(predictions), torch.from_numpy(targets[:, 0]), torch.from_numpy(targets[:, 1])))
         return out
 
+    def columns(self, data) -> dict:
+        # The time and event columns are the tabular family's data fields (survival is a target of it).
+        return {"time": getattr(data, "time_column", None), "event": getattr(data, "event_column", None)}
+
+    def parse(self, table, columns, rows, *, labels, fail):
+        time, event = _numbers(table, columns.time, rows, fail), _numbers(table, columns.event, rows, fail)
+        if (time < 0).any():
+            fail(columns.time, "negative", [int(i) for i in rows[time < 0]], table.column(columns.time).to_pylist())
+        if not np.isin(event, (0.0, 1.0)).all():
+            fail(columns.event, "not an event indicator (0/1 or false/true)", [int(i) for i in rows[~np.isin(event, (0.0, 1.0))]], table.column(columns.event).to_pylist())
+        return np.stack([time, event], axis=1)
+
+    def strata(self, targets):
+        return targets[:, 1].astype(np.int64)
+
+    def statistics(self, num_classes: int) -> EventCount:
+        return EventCount()
+
+    def scaling(self, train_targets, *, statistics=None):
+        return None  # trained as they are
+
+    def describe(self, prediction, labels):
+        return {"risk_score": float(prediction)}
+
+
+@dataclass(frozen=True)
+class NoTarget:
+    """An unlabelled corpus (pretraining): rows carry no target."""
+
+    kind: str = "none"
+    metric_names: tuple[str, ...] = ()
+    minimised: frozenset[str] = field(default_factory=frozenset)
+    has_labels: bool = False
+    default_split: str = "random"
+    stratifiable: bool = False
+
+    def columns(self, data) -> dict:
+        return {}
+
+    def parse(self, table, columns, rows, *, labels, fail):
+        return np.zeros(rows.size, dtype=np.int64)
+
 
 TARGETS: dict[str, Target] = {t.kind: t for t in (ClassificationTarget(), RegressionTarget(), SurvivalTarget())}
+NO_TARGET = NoTarget()
+

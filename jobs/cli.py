@@ -30,14 +30,16 @@ log = get_logger(__name__)
 
 
 def cmd_validate(args) -> int:
+    from jobs.resolve import resolve
     from jobs.spec import parse_spec, read_spec_file
     from jobs.splits import load_splits
 
     raw = read_spec_file(args.spec)
     if "family" in raw:  # a `biomed pretrain` spec: job specs name a task, not a family
         return _validate_pretrain(args, raw)
-    spec = parse_spec(raw)
-    report = load_splits(spec).report
+    job = resolve(parse_spec(raw))
+    spec = job.spec
+    report = load_splits(job).report
     payload = {"valid": True, "name": spec.name, "labels": spec.task.labels, "metric": spec.metric, "mode": spec.mode, "data": report}
     if args.cluster_config:
         from cluster.resources import check_scaling_fits, load_cluster_config, shapes_from_config
@@ -50,9 +52,9 @@ def cmd_validate(args) -> int:
 
 def _validate_pretrain(args, raw: dict) -> int:
     from jobs.pretrain import corpus_indexes, corpus_report
-    from jobs.pretrain_spec import parse_pretrain_spec
+    from jobs.pretrain_spec import parse_pretrain_spec, resolve_pretrain
 
-    spec = parse_pretrain_spec(raw)
+    spec = resolve_pretrain(parse_pretrain_spec(raw))
     if args.cluster_config:
         log.error("--cluster-config checks job specs only; %s is a pretraining spec", args.spec)
         return EXIT_BAD_INPUT
@@ -62,9 +64,9 @@ def _validate_pretrain(args, raw: dict) -> int:
 
 
 def cmd_schema(args) -> int:
-    from jobs.spec import JobSpec
+    from jobs.spec import spec_schema
 
-    print(json.dumps(JobSpec.model_json_schema(), indent=None if args.json else 2))
+    print(json.dumps(spec_schema(), indent=None if args.json else 2))
     return 0
 
 
@@ -214,15 +216,13 @@ def cmd_predict(args) -> int:
 
     entry = registry_for(args.storage).get(args.ref)
     predictor = Predictor(directory=entry["path"])
-    if (predictor.task.input_kind == "image") != bool(args.image):
-        raise ValueError(f"{entry['name']}@{entry['version']} reads {predictor.task.input_kind} inputs: give {'--image FILE' if predictor.task.input_kind == 'image' else '--input'}")
+    family = predictor.family
+    # A family whose inputs are files (images) takes them by path; the others as strings.
+    flag = "--image FILE" if family.accepts_files else "--input"
+    if family.accepts_files != bool(args.image):
+        raise ValueError(f"{entry['name']}@{entry['version']} reads {family.name} inputs: give {flag}")
     inputs, shown = _predict_inputs(args)
-    if predictor.task.input_kind == "tabular":
-        # Tabular rows come as JSON objects: {"feature": value, ...}.
-        try:
-            inputs = [json.loads(i) for i in inputs]
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--input for a tabular model must be a JSON object of features: {error}") from None
+    inputs = [family.parse_cli_input(i) for i in inputs]
     predictions = predictor.predict(inputs)  # InvalidInputs (a ValueError) names the bad ones: exit 2
     rows = [{"input": x, **predictor.describe(p)} for x, p in zip(shown, predictions)]
     payload = {"model": entry["name"], "version": entry["version"], "task": entry["task"], "predictions": rows}

@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
-import ray.train
 
 from biomed.data import Columns, fingerprint_files
+from biomed.families import get_family
 from biomed.log import get_logger
 from biomed.mlm import family_tokenizer
-from biomed.models import backbone_tokenizer
 from biomed.streams import StreamIndex, scan
-from cluster.capacity import wait_for_capacity
-from cluster.storage import check_storage_shared
-from cluster.connect import connect
 from jobs.errors import TrainingFailed
+from jobs.lifecycle import HookCaller, RunHooks, RunInfo, register, run
 from jobs.pretrain_recipe import corpus_checks, corpus_encoder
-from jobs.pretrain_spec import PretrainSpec
-from jobs.registry import registry_for
-from jobs.trainer import build_trainer, run_name, worker_demand
+from jobs.pretrain_spec import PretrainSpec, resolve_pretrain
+from jobs.trainer import build_trainer, run_name
 from jobs.worker import METRICS_FILE, MODEL_DIR
 
 log = get_logger(__name__)
@@ -70,9 +66,9 @@ def corpus_indexes(spec: PretrainSpec, *, sample: TokenizerSample | None = None)
     collects the training rows the tokenizer learns from in the same pass."""
     c = spec.corpus
     columns, checks = Columns(input=c.column), corpus_checks(spec)
-    train = scan(c.train_path, columns=columns, statistics={"tokenizer_sample": sample} if sample else None, **checks)
+    train = scan(c.files_of("train_path"), columns=columns, statistics={"tokenizer_sample": sample} if sample else None, **checks)
     if c.validation_path:
-        validation = scan(c.validation_path, columns=columns, **checks)
+        validation = scan(c.files_of("validation_path"), columns=columns, **checks)
     else:
         usable = [u for u, k in enumerate(train.kept_rows) if k]
         if len(usable) < 2:
@@ -107,7 +103,7 @@ def corpus_tokenizer(spec: PretrainSpec, sample: TokenizerSample, directory: Pat
     if (directory / "tokenizer.json").is_file() or (directory / "vocab.txt").is_file():
         return AutoTokenizer.from_pretrained(directory)
     m, t = spec.model, spec.tokenizer
-    tokenizer = backbone_tokenizer(backbone=m.backbone, path=None, input_kind=spec.family) if m.backbone else None
+    tokenizer = get_family(spec.family).backbones[m.backbone].tokenizer() if m.backbone else None
     if tokenizer is None:
         tokenizer = family_tokenizer(spec.family, t.kind, sample.texts(), vocab_size=t.vocab_size, min_frequency=t.min_frequency, kmer_size=t.kmer_size)
     directory.mkdir(parents=True, exist_ok=True)
@@ -115,44 +111,58 @@ def corpus_tokenizer(spec: PretrainSpec, sample: TokenizerSample, directory: Pat
     return tokenizer
 
 
-def pretrain(spec: PretrainSpec, *, address: str | None = None) -> dict:
+class PretrainJob:
+    """A pretraining run as the lifecycle runs it: the corpus pass and tokenizer on the driver,
+    the TorchTrainer, and the best checkpoint (lowest masked-token loss) registered as a backbone."""
+
+    def __init__(self, spec: PretrainSpec, *, storage_given: str):
+        self.spec, self.storage_given = spec, storage_given
+        self.fingerprint = fingerprint_files(spec.files())
+        self.name = run_name(spec, self.fingerprint)
+        self.run_dir = Path(spec.storage_path) / self.name
+        self.info = RunInfo(kind="pretrain", name=spec.name, run_name=self.name, run_path=str(self.run_dir))
+
+    def prepare(self) -> None:
+        started = time.perf_counter()
+        sample = TokenizerSample(self.spec)
+        self.indexes = corpus_indexes(self.spec, sample=sample)  # bad data fails here, before any cluster or worker starts
+        self.tokenizer = corpus_tokenizer(self.spec, sample, self.run_dir / TOKENIZER_DIR)
+        self.corpus_pass_s = time.perf_counter() - started
+        log.info("pretraining %s (%d rows, vocabulary %d)", self.name, self.indexes["train"].num_rows, len(self.tokenizer))
+
+    def trainer(self, callbacks: list):
+        payload = {
+            "spec": self.spec.model_dump(mode="json"), "tokenizer_dir": str(self.run_dir / TOKENIZER_DIR),
+            **{f"{role}_index": index.to_dict() for role, index in self.indexes.items()},
+        }
+        return build_trainer(self.spec, name=self.name, payload=payload, callbacks=callbacks, loop="pretrain")
+
+    def finish(self, result, caller: HookCaller) -> dict:
+        candidates = [(c, m) for c, m in result.best_checkpoints if not np.isnan(m.get("val_loss", float("nan")))]
+        if not candidates:
+            raise TrainingFailed(f"run {self.name} produced no validated checkpoint")
+        ckpt, metrics = min(candidates, key=lambda cm: (cm[1]["val_loss"], -cm[1]["step"]))
+        spec, run_dir = self.spec, self.run_dir
+        record = {
+            "kind": "backbone", "family": spec.family, "spec_hash": spec.spec_hash(), "data_fingerprint": self.fingerprint,
+            "corpus_fingerprint": self.fingerprint, "run_name": self.name, "run_path": str(run_dir), "source_checkpoint": ckpt.path,
+            "steps": int(metrics["step"]), "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val_")},
+            "corpus": corpus_report(self.indexes),
+            "curve_csv": str(run_dir / METRICS_FILE), "spec": spec.model_dump(mode="json"),
+        }
+        selection = {"metric": "val_loss", "mode": "min", "value": metrics["val_loss"]}
+        entry = register(self.info, registry_storage=spec.registry_storage, model_dir=Path(ckpt.path) / MODEL_DIR, record=record, selection=selection, caller=caller)
+        return {
+            "name": spec.name, "kind": "backbone", "run_name": self.name, "run_path": str(run_dir),
+            "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"]},
+            "selection": selection, "val_metrics": record["val_metrics"], "steps": record["steps"], "corpus": record["corpus"],
+            "vocab_size": len(self.tokenizer), "metrics_csv": str(run_dir / METRICS_FILE),
+            # Rank 0's figures at its last report (bench/pretrain_scale.py reads them).
+            "last_report": {k: (result.metrics or {}).get(k) for k in ("train_tokens_per_s", "setup_seconds", "first_step_seconds", "peak_rss_mb")},
+            "timing_s": {"corpus_pass": round(self.corpus_pass_s, 3)},
+        }
+
+
+def pretrain(spec: PretrainSpec, *, address: str | None = None, hooks: Sequence[RunHooks] = ()) -> dict:
     """Pretrain per the spec on Ray Train, register the best checkpoint as a backbone, return a summary."""
-    started = time.perf_counter()
-    sample = TokenizerSample(spec)
-    indexes = corpus_indexes(spec, sample=sample)  # bad data fails here, before any cluster or worker starts
-    fingerprint = fingerprint_files(spec.files())
-    name = run_name(spec, fingerprint)
-    run_dir = Path(spec.storage_path) / name
-    tokenizer = corpus_tokenizer(spec, sample, run_dir / TOKENIZER_DIR)
-    passed = time.perf_counter()
-    resources = connect(address=address)
-    log.info("pretraining %s → %s on %s (%d rows, vocabulary %d)", name, run_dir, resources, indexes["train"].num_rows, len(tokenizer))
-    check_storage_shared(spec.storage_path, given=spec.storage_given)
-    wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])
-    extra = {"tokenizer_dir": str(run_dir / TOKENIZER_DIR), **{f"{role}_index": index.to_dict() for role, index in indexes.items()}}
-    try:
-        result = build_trainer(spec, name=name, loop="pretrain", extra_config=extra).fit()
-    except ray.train.TrainingFailedError as error:
-        raise TrainingFailed(f"run {name} failed after {spec.failure.max_failures} retries: {error}") from error
-    candidates = [(c, m) for c, m in result.best_checkpoints if not np.isnan(m.get("val_loss", float("nan")))]
-    if not candidates:
-        raise TrainingFailed(f"run {name} produced no validated checkpoint")
-    ckpt, metrics = min(candidates, key=lambda cm: (cm[1]["val_loss"], -cm[1]["step"]))
-    record = {
-        "kind": "backbone", "family": spec.family, "spec_hash": spec.spec_hash(), "data_fingerprint": fingerprint,
-        "corpus_fingerprint": fingerprint, "run_name": name, "run_path": str(run_dir), "source_checkpoint": ckpt.path,
-        "steps": int(metrics["step"]), "val_metrics": {k: v for k, v in metrics.items() if k.startswith("val_")},
-        "corpus": corpus_report(indexes),
-        "curve_csv": str(run_dir / METRICS_FILE), "spec": spec.model_dump(mode="json"),
-    }
-    selection = {"metric": "val_loss", "mode": "min", "value": metrics["val_loss"]}
-    entry = registry_for(spec.registry_storage).register(name=spec.name, model_dir=Path(ckpt.path) / MODEL_DIR, record=record, selection=selection)
-    return {
-        "name": spec.name, "kind": "backbone", "run_name": name, "run_path": str(run_dir),
-        "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"]},
-        "selection": selection, "val_metrics": record["val_metrics"], "steps": record["steps"], "corpus": record["corpus"],
-        "vocab_size": len(tokenizer), "metrics_csv": str(run_dir / METRICS_FILE),
-        # Rank 0's figures at its last report (bench/pretrain_scale.py reads them).
-        "last_report": {k: (result.metrics or {}).get(k) for k in ("train_tokens_per_s", "setup_seconds", "first_step_seconds", "peak_rss_mb")},
-        "timing_s": {"corpus_pass": round(passed - started, 3), "total": round(time.perf_counter() - started, 3)},
-    }
+    return run(PretrainJob(resolve_pretrain(spec), storage_given=spec.storage_path), address=address, hooks=hooks)

@@ -21,54 +21,51 @@ import torch.distributed as dist
 from biomed.batching import steps_per_epoch
 from biomed.data import Columns
 from biomed.devices import batch_to_device
-from biomed.encoding import TokenEncoder
-from biomed.inputs import sequence_validator
+from biomed.families import get_family, register_all
+from biomed.families.sequence.tokens import SequenceEncoder, TokenEncoder
 from biomed.log import get_logger
-from biomed.mlm import build_masked_lm, mask_span, mask_tokens, masked_accuracy
+from biomed.mlm import mask_tokens, masked_accuracy
 from biomed.streams import StreamIndex
-from biomed.tokenization import SequenceEncoder
+from biomed.targets import NO_TARGET
 from jobs.pretrain_spec import PretrainSpec
-from jobs.run_storage import display
+from jobs.recipe_base import RecipeBase
 from jobs.train_data import StreamedEval, StreamedTrain, UnitLoader
-from jobs.worker import gather, load_state, optimizer_for, precision_dtype, report_with_checkpoint, run_recipe, write_curve
+from jobs.worker import gather, report_with_checkpoint, run_recipe, write_curve
 
 log = get_logger(__name__)
 
 
 def corpus_checks(spec: PretrainSpec) -> dict:
     """The keyword arguments of `biomed.data.examples_from_table` for the corpus (no targets)."""
-    kmer = spec.family == "dna" and spec.tokenizer.kind == "kmer"
-    validator = sequence_validator(spec.family, min_length=spec.tokenizer.kmer_size if kmer else 1, canonicalize=spec.corpus.canonicalize_smiles)
-    return {"target_kind": "none", "labels": None, "validator": validator, "on_invalid": spec.corpus.invalid_inputs}
+    validator = get_family(spec.family).corpus_validator(spec)
+    return {"target": NO_TARGET, "labels": None, "validator": validator, "on_invalid": spec.corpus.invalid_inputs}
 
 
 def corpus_encoder(spec: PretrainSpec, tokenizer) -> TokenEncoder:
-    t = spec.tokenizer
-    kmer = {"kmer_size": t.kmer_size, "kmer_stride": t.kmer_stride} if spec.family == "dna" and t.kind == "kmer" else {}
-    return TokenEncoder(SequenceEncoder(input_kind=spec.family, tokenizer=tokenizer, **kmer))
+    options = get_family(spec.family).corpus_encoder_options(spec)
+    return TokenEncoder(SequenceEncoder(input_kind=spec.family, tokenizer=tokenizer, **options))
 
 
 def _mask_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
 
 
-class PretrainRecipe:
+class PretrainRecipe(RecipeBase):
     """One worker's share of a pretraining run; `config` is the plain dict the driver sent."""
 
     def __init__(self, config: dict):
         from transformers import AutoTokenizer
 
-        self.entered, self.first_step_seconds = time.perf_counter(), None
+        super().__init__(config)
+        register_all(config.get("families"))
+        self.first_step_seconds = None
         self.spec = PretrainSpec.model_validate(config["spec"])
-        self.run_dir = config["run_dir"]  # a folder, or an object-store URI (jobs/run_storage.py)
         self.tokenizer = AutoTokenizer.from_pretrained(config["tokenizer_dir"])
         self.indexes = {role: StreamIndex.from_dict(config[f"{role}_index"]) for role in ("train", "validation")}
 
     def setup(self) -> None:
         """Streams, model, optimizer and schedule; then the checkpoint, if any."""
-        context = ray.train.get_context()
-        self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        self.device = ray.train.torch.get_device()
+        self._setup_group()
         spec, t = self.spec, self.spec.training
         torch.manual_seed(t.seed)
         self.encoder = corpus_encoder(spec, self.tokenizer)
@@ -81,42 +78,21 @@ class PretrainRecipe:
             buffer_rows=spec.corpus.shuffle_buffer_rows, group_by_length=t.group_by_length,
         )
         self.val_data = StreamedEval(loaders["validation"])
-        model = build_masked_lm(preset=spec.model.preset, backbone=spec.model.backbone, vocab_size=len(self.tokenizer), max_positions=max(512, t.max_seq_length))
+        family = get_family(spec.family)
+        model = family.masked_lm(spec.model.preset or spec.model.backbone, vocab_size=len(self.tokenizer), max_positions=max(512, t.max_seq_length))
         self.model = ray.train.torch.prepare_model(model)
         self.core = self.model.module if hasattr(self.model, "module") else self.model
         self._setup_optimizer()
-        self.span = mask_span(spec.tokenizer.kind, kmer_size=spec.tokenizer.kmer_size, kmer_stride=spec.tokenizer.kmer_stride) if spec.masking.whole_kmer_spans else 1
+        self.span = family.mask_span(spec) if spec.masking.whole_kmer_spans else 1
         self.special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)))
         self._restore()
         self.setup_seconds = time.perf_counter() - self.entered
 
     def _setup_optimizer(self) -> None:
-        from transformers import get_linear_schedule_with_warmup
-
         t = self.spec.training
         self.num_batches = steps_per_epoch(len(self.train_data), world=self.world, batch_size=t.batch_size_per_worker)
         self.total_steps = min(self.num_batches * t.epochs, t.max_steps or self.num_batches * t.epochs)
-        self.optimizer = optimizer_for(self.model, self.spec)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(t.warmup_ratio * self.total_steps), self.total_steps)
-        self.dtype = precision_dtype(t.precision)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
-
-    def _restore(self) -> None:
-        self.epoch, self.batches_done, self.curve, positions = 0, 0, [], []
-        self.resumed_loss = torch.zeros(2, dtype=torch.float64)
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
-            state = load_state(checkpoint, self.core, self.optimizer, self.scheduler, self.scaler)
-            self.epoch, self.batches_done, self.curve = state["epoch"], state["batches_done"], state["curve"]
-            positions = state["attempt_start_positions"]
-            if self.rank == 0:
-                self.resumed_loss = state["loss_sum"].clone()
-            if len(state["rng_states"]) == self.world:
-                torch.set_rng_state(state["rng_states"][self.rank])
-            if self.rank == 0:
-                log.info("resuming %s at batch %d of epoch %d (step %d)", display(self.run_dir), self.batches_done, self.epoch + 1, self.scheduler.last_epoch)
-        # (epochs done, batches done in the next, optimizer steps) where each attempt started.
-        self.attempt_positions = positions + [[self.epoch, self.batches_done, self.scheduler.last_epoch]]
+        self._setup_schedule(self.total_steps, t)
 
     def train(self) -> None:
         for epoch in range(self.epoch, self.spec.training.epochs):
@@ -129,8 +105,7 @@ class PretrainRecipe:
         c = self.spec.checkpointing
         self.model.train()
         start, self.batches_done = self.batches_done, 0
-        loss_sum = self.resumed_loss if start else torch.zeros(2, dtype=torch.float64)
-        self.resumed_loss = torch.zeros(2, dtype=torch.float64)
+        loss_sum = self._epoch_loss(start)
         train_s, tokens, index = 0.0, 0, start - 1
         started = time.perf_counter()
         for index, (batch, _, _) in enumerate(self.train_data.batches(epoch, rank=self.rank, world=self.world, start=start), start=start):
@@ -218,12 +193,7 @@ class PretrainRecipe:
             return
         if scores:
             self.curve += [{"kind": "eval", "epoch": epoch + 1, "step": metrics["step"], "val_metric": k, "value": scores[k]} for k in ("loss", "masked_accuracy")]
-        state = {
-            "epoch": epoch + 1 if end_of_epoch else epoch, "batches_done": 0 if end_of_epoch else batches_done,
-            "loss_sum": torch.zeros(2, dtype=torch.float64) if end_of_epoch else total, "rng_states": rng_states,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "curve": self.curve, "attempt_start_positions": self.attempt_positions,
-        }
+        state = self._state(epoch, batches_done, total, rng_states)
         metadata = {"kind": "backbone", "family": self.spec.family, "name": self.spec.name, "max_seq_length": self.spec.training.max_seq_length}
         report_with_checkpoint(self.spec, self.core, self.encoder, metadata=metadata, metrics=metrics, val_scores=scores or {}, state=state)
         if scores:

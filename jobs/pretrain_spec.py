@@ -1,9 +1,9 @@
 """The spec of `biomed pretrain`: masked-language-model pretraining over an unlabelled corpus.
 
-Same rules as job specs (jobs/spec.py): pydantic, unknown keys are errors, every field
-described, files and columns checked before any compute. The corpus is always streamed (each
-worker reads only its share, a Parquet row group or a file at a time), so memory stays flat in
-corpus size.
+Same rules as job specs (jobs/spec.py): pure pydantic, unknown keys are errors, every field
+described; `resolve_pretrain` checks the files and columns and settles the family's defaults,
+once, before any compute. The corpus is always streamed (each worker reads only its share, a
+Parquet row group or a file at a time), so memory stays flat in corpus size.
 """
 
 from __future__ import annotations
@@ -13,18 +13,27 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from biomed.mlm import TOKENIZER_KINDS
-from biomed.models import BACKBONES, PackagedBackbone, TinyBertPreset
+from biomed.families import get_family
+from biomed.families.sequence.backbones import PRESETS, PackagedBackbone
 from biomed.seqfiles import SEQUENCE_COLUMN
 from biomed.streams import check_files, resolve_files
 from jobs.run_storage import display, is_uri
 from jobs.scaling_spec import ScalingSpec
-from jobs.spec import CheckpointSpec, FailureSpec, read_spec_file, validate_spec
-from jobs.spec_base import _RunSpec, _Spec
+from jobs.spec import CheckpointSpec, FailureSpec, SpecError, read_spec_file, validate_spec
+from jobs.spec_base import _RunSpec, _Spec, absolute
 
 FAMILIES = ("smiles", "dna", "protein", "text")
+
+
+def _tokenizer_kinds() -> dict[str, tuple[str, ...]]:
+    return {name: get_family(name).tokenizer_kinds for name in FAMILIES}
+
+
+def packaged_backbones() -> dict[str, str]:
+    """Packaged (pretrained) backbones a pretraining run can continue, by name, with their family."""
+    return {name: f for f in FAMILIES for name, b in get_family(f).backbones.items() if isinstance(b, PackagedBackbone)}
 
 
 class CorpusSpec(_Spec):
@@ -43,10 +52,9 @@ class CorpusSpec(_Spec):
     shuffle_buffer_rows: int = Field(default=10_000, ge=1, description="Rows per shuffle window of a worker's stream: memory grows with this, not with the corpus.")
     seed: int = Field(default=0, ge=0, description="Seed of the held-out units.")
 
-    @field_validator("train_path", "validation_path")
-    @classmethod
-    def _files(cls, value):
-        return None if value is None else resolve_files(value)
+    def files_of(self, role: str) -> list[str]:
+        value = getattr(self, role)
+        return [] if value is None else [value] if isinstance(value, str) else list(value)
 
     def columns(self) -> list[str]:
         return [self.column]
@@ -55,7 +63,7 @@ class CorpusSpec(_Spec):
 class TokenizerSpec(_Spec):
     kind: Literal["wordlevel", "bpe", "kmer", "residue", "wordpiece"] | None = Field(
         default=None,
-        description=f"How sequences become tokens; per family {dict(TOKENIZER_KINDS)}, the first its default. wordlevel, bpe and wordpiece are trained on the corpus with Hugging Face tokenizers; kmer (every k-mer over ACGTN) and residue are fixed. Ignored (the backbone's own) when model.backbone is set.",
+        description=f"How sequences become tokens; per family {_tokenizer_kinds()}, the first its default. wordlevel, bpe and wordpiece are trained on the corpus with Hugging Face tokenizers; kmer (every k-mer over ACGTN) and residue are fixed. Ignored (the backbone's own) when model.backbone is set.",
     )
     vocab_size: int = Field(default=1000, ge=8, le=1_000_000, description="Largest vocabulary a trained tokenizer may learn, the 5 special tokens included.")
     min_frequency: int = Field(default=1, ge=1, description="Fewest occurrences in the corpus for a token to enter a trained vocabulary.")
@@ -65,19 +73,17 @@ class TokenizerSpec(_Spec):
 
 
 class ArchitectureSpec(_Spec):
-    preset: str | None = Field(default=None, description=f"A BERT built from a config, random init: one of {sorted(n for n, b in BACKBONES.items() if isinstance(b, TinyBertPreset))}.")
+    preset: str | None = Field(default=None, description=f"A BERT built from a config, random init: one of {sorted(PRESETS)}.")
     backbone: str | None = Field(
-        default=None, description=f"Continued (domain-adaptive) pretraining of a packaged backbone, with its own tokenizer: one of {sorted(n for n, b in BACKBONES.items() if isinstance(b, PackagedBackbone))}."
+        default=None, description=f"Continued (domain-adaptive) pretraining of a packaged backbone, with its own tokenizer: one of {sorted(packaged_backbones())}."
     )
 
     @model_validator(mode="after")
     def _one(self) -> ArchitectureSpec:
         if (self.preset is None) == (self.backbone is None):
             raise ValueError("give exactly one of model.preset or model.backbone")
-        kind = TinyBertPreset if self.preset is not None else PackagedBackbone
-        name = self.preset or self.backbone
-        if not isinstance(BACKBONES.get(name), kind):
-            known = sorted(n for n, b in BACKBONES.items() if isinstance(b, kind))
+        name, known = (self.preset, sorted(PRESETS)) if self.preset is not None else (self.backbone, sorted(packaged_backbones()))
+        if name not in known:
             raise ValueError(f"unknown {'preset' if self.preset else 'backbone'} {name!r}; known: {known}")
         return self
 
@@ -116,25 +122,19 @@ class PretrainSpec(_RunSpec):
 
     @model_validator(mode="after")
     def _consistent(self) -> PretrainSpec:
-        kinds = TOKENIZER_KINDS[self.family]
+        kinds = get_family(self.family).tokenizer_kinds
         self.scaling.check_checkpointing(self.checkpointing)
         if is_uri(self.storage_path):
             # The driver trains the corpus tokenizer into the run folder and the workers read it there.
             raise ValueError(f"storage_path {display(self.storage_path)!r}: pretraining runs need a folder every node sees; object-store URIs are for fine-tuning runs")
         if self.model.backbone is not None:
-            takes = BACKBONES[self.model.backbone].input_kinds
-            if self.family not in takes:
-                raise ValueError(f"backbone {self.model.backbone!r} takes {list(takes)} inputs, not {self.family!r}")
-        elif self.tokenizer.kind is None:
-            object.__setattr__(self, "tokenizer", self.tokenizer.model_copy(update={"kind": kinds[0]}))
-        elif self.tokenizer.kind not in kinds:
+            takes = packaged_backbones()[self.model.backbone]
+            if self.family != takes:
+                raise ValueError(f"backbone {self.model.backbone!r} takes [{takes!r}] inputs, not {self.family!r}")
+        elif self.tokenizer.kind is not None and self.tokenizer.kind not in kinds:
             raise ValueError(f"tokenizer.kind {self.tokenizer.kind!r} is not one of the {self.family} family's: {list(kinds)}")
         if self.checkpointing.metric not in (None, "loss") or self.checkpointing.mode not in (None, "min"):
             raise ValueError("pretraining selects the checkpoint by the masked-token loss: leave checkpointing.metric and mode out")
-        for role in ("train_path", "validation_path"):
-            files = getattr(self.corpus, role)
-            if files:
-                check_files(files, self.corpus.columns(), role=f"corpus.{role}")
         return self
 
     @property
@@ -146,7 +146,7 @@ class PretrainSpec(_RunSpec):
         return "min"
 
     def files(self) -> list[str]:
-        return [*self.corpus.train_path, *(self.corpus.validation_path or [])]
+        return [*self.corpus.files_of("train_path"), *self.corpus.files_of("validation_path")]
 
     def spec_hash(self) -> str:
         """sha256 of the settings that change what is trained (failure handling excluded)."""
@@ -157,6 +157,30 @@ class PretrainSpec(_RunSpec):
 def parse_pretrain_spec(raw: dict) -> PretrainSpec:
     """Validate a pretraining spec dict; raise SpecError with one line per problem."""
     return validate_spec(PretrainSpec, raw)
+
+
+def resolve_pretrain(spec: PretrainSpec) -> PretrainSpec:
+    """The spec with its I/O done, once, on the driver: storage made absolute, corpus files
+    resolved and their columns checked, the family's default tokenizer settled (so the run name
+    names what is trained). Raises SpecError naming the field."""
+    corpus = {}
+    for role in ("train_path", "validation_path"):
+        value = getattr(spec.corpus, role)
+        if value is None:
+            continue
+        try:
+            files = resolve_files(value)
+            check_files(files, spec.corpus.columns(), role=f"corpus.{role}")
+        except ValueError as error:
+            raise SpecError(str(error) if str(error).startswith("corpus.") else f"corpus.{role}: {error}") from None
+        corpus[role] = files
+    tokenizer = spec.tokenizer
+    if spec.model.backbone is None and tokenizer.kind is None:
+        tokenizer = tokenizer.model_copy(update={"kind": get_family(spec.family).tokenizer_kinds[0]})
+    update = {"storage_path": absolute(spec.storage_path), "corpus": spec.corpus.model_copy(update=corpus), "tokenizer": tokenizer}
+    if spec.registry_storage_path is not None:
+        update["registry_storage_path"] = absolute(spec.registry_storage_path)
+    return PretrainSpec.model_validate(spec.model_copy(update=update).model_dump(mode="json"))
 
 
 def load_pretrain_spec(path: str | Path, *, storage_path: str | None = None) -> PretrainSpec:

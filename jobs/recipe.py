@@ -21,25 +21,18 @@ import torch.distributed as dist
 
 from biomed.batching import steps_per_epoch
 from biomed.devices import batch_to_device, to_device
-from biomed.encoding import build_encoder
+from biomed.families import register_all
 from biomed.log import get_logger
-from biomed.models import backbone_tokenizer, build_classifier
-from biomed.tasks import get_task
-from jobs.model_spec import graph_settings, image_settings
-from jobs.spec import JobSpec, model_folder
-from jobs.run_storage import display
+from jobs.recipe_base import RecipeBase
+from jobs.resolve import ResolvedJob
 from jobs.splits import StreamedSplit, checks_for, load_splits
 from jobs.train_data import InMemoryTrain, StreamedEval, StreamedTrain, UnitLoader
 from jobs.worker import (
     class_weights_for,
     checkpoint_metadata,
     gather,
-    load_state,
-    optimizer_for,
-    precision_dtype,
     report_with_checkpoint,
     run_recipe,
-    target_scaling,
     training_targets,
     validation_outputs,
     write_curve,
@@ -48,14 +41,14 @@ from jobs.worker import (
 log = get_logger(__name__)
 
 
-class FineTuneRecipe:
+class FineTuneRecipe(RecipeBase):
     """One worker's share of a fine-tuning run; `config` is the plain dict the driver sent."""
 
     def __init__(self, config: dict):
-        self.entered, self.entered_at = time.perf_counter(), time.time()
-        self.spec = JobSpec.model_validate(config["spec"])
-        self.run_dir = config["run_dir"]  # a folder, or an object-store URI (jobs/run_storage.py)
-        self.task = get_task(self.spec.task.name)
+        super().__init__(config)
+        register_all(config.get("families"))
+        self.job = ResolvedJob.from_dict(config["job"])
+        self.spec, self.task = self.job.spec, self.job.task
         self.labels = self.spec.task.labels or []
         # In a search every report is validated: Tune refuses a result without its metric.
         self.validate_always = bool(config.get("validate_every_report"))
@@ -64,9 +57,7 @@ class FineTuneRecipe:
 
     def setup(self) -> None:
         """Data and encoder, model, optimizer and schedule; then the checkpoint, if any."""
-        context = ray.train.get_context()
-        self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        self.device = ray.train.torch.get_device()
+        self._setup_group()
         # Where this attempt's ranks run, in rank order (the run summary and metrics.csv show it).
         self.node_ids = gather(ray.get_runtime_context().get_node_id(), self.world)
         torch.manual_seed(self.spec.training.seed)
@@ -77,18 +68,13 @@ class FineTuneRecipe:
         self.setup_seconds = time.perf_counter() - self.entered
 
     def _setup_data(self) -> None:
-        spec, t, m = self.spec, self.spec.training, self.spec.model
-        self.splits = load_splits(spec, indexes=self.streams)
+        spec, t = self.spec, self.spec.training
+        self.splits = load_splits(self.job, indexes=self.streams)
         train = self.splits.train
         statistics = train.index.statistics if isinstance(train, StreamedSplit) else None
-        self.encoder = build_encoder(
-            self.task.input_kind, train_inputs=[] if statistics else train.inputs,
-            backbone_tokenizer=backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=self.task.input_kind),
-            kmer_size=m.kmer_size, kmer_stride=m.kmer_stride, numeric=spec.data.numeric_columns, categorical=spec.data.categorical_columns,
-            statistics=statistics, graphs=graph_settings(m) is not None, molecule_features=m.molecule_features, image=image_settings(m, t.augment_strength, self.task.input_kind),
-        )
+        self.encoder = self.task.family.build_encoder(self.job, train_inputs=[] if statistics else train.inputs, statistics=statistics)
         target_stats = (statistics or {}).get("targets")
-        self.scaling = target_scaling(spec, train.targets if statistics is None else None, statistics=target_stats)
+        self.scaling = self.task.target.scaling(train.targets if statistics is None else None, statistics=target_stats)
         self.class_weights = class_weights_for(spec, train.targets if statistics is None else None, statistics=target_stats)
         to_targets = partial(training_targets, scaling=self.scaling)
         if statistics is None:
@@ -114,55 +100,21 @@ class FineTuneRecipe:
         return UnitLoader(split.index, self.spec.columns(), checks_for(self.spec), self.encoder, self.spec.training.max_seq_length)
 
     def _setup_model(self) -> None:
-        m, t = self.spec.model, self.spec.training
-        model = build_classifier(
-            backbone=m.backbone, path=model_folder(self.spec), labels=self.labels, num_outputs=self.task.target.num_outputs(len(self.labels)), dropout=t.dropout,
-            vocab_size=getattr(self.encoder, "vocab_size", 0), num_features=getattr(self.encoder, "num_features", 0),
-            hidden_sizes=m.hidden_sizes, pooling=m.pooling, graph=self._graph_settings(), image=image_settings(m, t.augment_strength, self.task.input_kind),
-        )
+        num_outputs = self.task.target.num_outputs(len(self.labels))
+        model = self.task.family.build_model(self.job, encoder=self.encoder, labels=self.labels, num_outputs=num_outputs)
         self.model = ray.train.torch.prepare_model(model)
         self.core = self.model.module if hasattr(self.model, "module") else self.model
         self.class_weights = self.class_weights.to(self.device) if self.class_weights is not None else None
 
-    def _graph_settings(self) -> dict | None:
-        settings = graph_settings(self.spec.model)
-        if settings is None:
-            return None
-        return {**settings, "atom_fdim": self.encoder.atom_fdim, "bond_fdim": self.encoder.bond_fdim}
-
     def _setup_optimizer(self) -> None:
-        from transformers import get_linear_schedule_with_warmup
-
         t = self.spec.training
         self.num_batches = steps_per_epoch(len(self.train_data), world=self.world, batch_size=t.batch_size_per_worker)
         updates_per_epoch = -(-self.num_batches // t.gradient_accumulation_steps)
-        total_updates = updates_per_epoch * t.epochs
-        self.optimizer = optimizer_for(self.model, self.spec)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(t.warmup_ratio * total_updates), total_updates)
-        self.dtype = precision_dtype(t.precision)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+        self._setup_schedule(updates_per_epoch * t.epochs, t)
 
     def _restore(self) -> None:
-        self.epoch, self.batches_done, self.curve, starts, positions = 0, 0, [], [], []
-        self.resumed_loss = torch.zeros(2, dtype=torch.float64)
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
-            state = load_state(checkpoint, self.core, self.optimizer, self.scheduler, self.scaler)
-            self.epoch, self.batches_done = state["epoch"], state.get("batches_done", 0)
-            self.curve, starts, positions = state["curve"], state["attempt_start_epochs"], state.get("attempt_start_positions", [])
-            # This epoch's loss so far (summed over ranks once), and the RNG stream each rank had,
-            # so the next batch draws the dropout masks it would have drawn.
-            if self.rank == 0:
-                self.resumed_loss = state.get("loss_sum", self.resumed_loss).clone()
-            rng_states = state.get("rng_states") or []
-            if len(rng_states) == self.world:
-                torch.set_rng_state(rng_states[self.rank])
-            if self.rank == 0:
-                where = f"batch {self.batches_done} of epoch {self.epoch + 1}" if self.batches_done else f"the end of epoch {self.epoch}"
-                log.info("resuming %s from its checkpoint at %s", display(self.run_dir), where)
-        self.attempt_starts = starts + [self.epoch]
-        # (epochs done, batches done in the next, optimizer steps) where each attempt started.
-        self.attempt_positions = positions + [[self.epoch, self.batches_done, self.scheduler.last_epoch]]
+        state = super()._restore()
+        self.attempt_starts = (state or {}).get("attempt_start_epochs", []) + [self.epoch]
 
     def train(self) -> None:
         for epoch in range(self.epoch, self.spec.training.epochs):
@@ -174,8 +126,7 @@ class FineTuneRecipe:
         batches = self.train_data.batches(epoch, rank=self.rank, world=self.world, start=self.batches_done)
         self.model.train()  # from_pretrained hands the model over in eval mode
         start, self.batches_done = self.batches_done, 0
-        loss_sum = self.resumed_loss if start else torch.zeros(2, dtype=torch.float64)
-        self.resumed_loss = torch.zeros(2, dtype=torch.float64)
+        loss_sum = self._epoch_loss(start)
         started, seen = time.perf_counter(), 0
         last = self.num_batches - 1
         for index, (batch, targets, rows) in enumerate(batches, start=start):
@@ -264,18 +215,7 @@ class FineTuneRecipe:
             return
         if end_of_epoch:
             self._record_epoch(epoch, metrics, scores)
-        state = {
-            "epoch": epoch + 1 if end_of_epoch else epoch,
-            "batches_done": 0 if end_of_epoch else batches_done,
-            "loss_sum": total if not end_of_epoch else torch.zeros(2, dtype=torch.float64),
-            "rng_states": rng_states,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "curve": self.curve,
-            "attempt_start_epochs": self.attempt_starts,
-            "attempt_start_positions": self.attempt_positions,
-        }
+        state = {**self._state(epoch, batches_done, total, rng_states), "attempt_start_epochs": self.attempt_starts}
         reporting = time.perf_counter()
         report_with_checkpoint(self.spec, self.core, self.encoder, metadata=self.metadata, metrics=metrics, val_scores=scores or {}, state=state)
         if end_of_epoch:
@@ -326,5 +266,5 @@ class FineTuneRecipe:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point; `config` is {"spec": plain dict, "run_dir": str, "verbosity": str}."""
+    """Ray Train entry point; `config` is {"job": a ResolvedJob as a dict, "run_dir": str, "verbosity": str, ...}."""
     run_recipe(FineTuneRecipe, config)

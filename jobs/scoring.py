@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from biomed.baselines import BASELINES, BaselineContext
+from biomed.baselines import BaselineContext
 from biomed.checkpoint import Predictor
 from biomed.metrics import bootstrap_ci
 from biomed.streams import iter_unit_examples
-from biomed.tasks import get_task
 from jobs.registry import better
 from jobs.spec import JobSpec
 from jobs.splits import Split, Splits, StreamedSplit, checks_for
@@ -78,24 +77,21 @@ def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     """Validation and test metrics of the checkpoint (with the selection metric's bootstrap
     interval), the task's classical baseline on the same validation and test rows (one fit on
     the training split), and whether the model beats it on validation by the selection metric."""
-    task = get_task(spec.task.name)
+    task = spec.task_entry
     seed = spec.training.seed
     out = {"validation": with_interval(task, spec.metric, *_predict(spec, predictor, splits.validation), seed=seed)}
-    # The baseline's character n-grams reach the model's k-mer; 6 (DNABERT's) when it reads BPE.
-    context = BaselineContext(
-        num_classes=len(spec.task.labels or []), seed=seed, target_kind=task.target_kind, kmer_size=(spec.model.kmer_size or 6) if task.input_kind == "dna" else 3,
-        numeric=tuple(spec.data.numeric_columns), categorical=tuple(spec.data.categorical_columns),
-    )
+    baseline = task.family.baseline(task.target)
+    context = BaselineContext(num_classes=len(spec.task.labels or []), seed=seed, target=task.target, options=task.family.baseline_context(spec))
     train, validation = sample(spec, splits.train), sample(spec, splits.validation)
     test = sample(spec, splits.test) if splits.test is not None else None
     held = validation.inputs + (test.inputs if test is not None else [])
-    predictions = BASELINES[task.baseline](train.inputs, train.targets, held, context)
+    predictions = baseline.fit_predict(train.inputs, train.targets, held, context)
     cut = len(validation)
     out["baseline_validation"] = with_interval(task, spec.metric, validation.targets, predictions[:cut], seed=seed)
     # Like for like: a streamed validation set is compared on the baseline's sample of it.
     model_validation = out["validation"] if isinstance(splits.validation, Split) else with_interval(task, spec.metric, *_predict(spec, predictor, validation), seed=seed)
     out["beats_baseline"] = beats(model_validation[spec.metric], out["baseline_validation"][spec.metric], spec.mode)
-    out["guard"] = {"metric": spec.metric, "mode": spec.mode, "model": model_validation[spec.metric], "baseline": out["baseline_validation"][spec.metric], "baseline_name": task.baseline}
+    out["guard"] = {"metric": spec.metric, "mode": spec.mode, "model": model_validation[spec.metric], "baseline": out["baseline_validation"][spec.metric], "baseline_name": baseline.name}
     if test is None:
         return out
     out["model"] = with_interval(task, spec.metric, *_predict(spec, predictor, splits.test), seed=seed)

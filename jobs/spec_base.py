@@ -1,17 +1,15 @@
-"""The base of every spec section: unknown keys are errors, values are frozen once validated."""
+"""The base of every runnable spec: unknown keys are errors, values are frozen once validated,
+and validators do no I/O (paths are made absolute by jobs/resolve.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from biomed.spec_sections import SpecSection as _Spec
 from jobs.registry import NAME_PATTERN
 from jobs.run_storage import URI_SCHEMES, display, is_uri
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class _RunSpec(_Spec):
@@ -26,21 +24,6 @@ class _RunSpec(_Spec):
         default=None,
         description="The folder whose registry/ holds the registered models, the --storage that `biomed models` and `biomed serve deploy` take; default: storage_path. Required when storage_path is a URI: Serve replicas read the registry as files, so it stays on a filesystem every node sees.",
     )
-    # The path as written, before it was made absolute: a relative one is refused on several nodes.
-    _storage_given: str | None = PrivateAttr(default=None)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _remember_storage(cls, data, handler):
-        spec = handler(data)
-        if isinstance(data, dict):
-            spec._storage_given = str(data.get("storage_path", "runs"))
-        return spec
-
-    @property
-    def storage_given(self) -> str:
-        """storage_path as the spec wrote it (relative paths not yet resolved)."""
-        return self._storage_given or self.storage_path
 
     @field_validator("name")
     @classmethod
@@ -56,15 +39,14 @@ class _RunSpec(_Spec):
             scheme = value.split("://", 1)[0]
             if scheme not in URI_SCHEMES:
                 raise ValueError(f"storage_path scheme {scheme!r}: give a folder, or a URI of {', '.join(s + '://' for s in URI_SCHEMES)}")
-            return value
-        return _absolute(value)
+        return value
 
     @field_validator("registry_storage_path")
     @classmethod
     def _registry_storage(cls, value: str | None) -> str | None:
         if value is not None and "://" in value:
             raise ValueError(f"registry_storage_path {display(value)!r}: the registry is read as files, give a folder every node sees, not a URI")
-        return None if value is None else _absolute(value)
+        return value
 
     @model_validator(mode="after")
     def _registry_needs_a_folder(self):
@@ -78,5 +60,8 @@ class _RunSpec(_Spec):
         return self.registry_storage_path or self.storage_path
 
 
-def _absolute(path: str) -> str:
+def absolute(path: str) -> str:
+    """A folder as an absolute path (a URI as it is): resolution's step, never a validator's."""
+    if is_uri(path):
+        return path
     return str(Path(path).expanduser().resolve())

@@ -13,13 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from biomed.data import Examples, load_examples, random_split, stratified_split
-from biomed.encoding import encoder_statistics
-from biomed.streams import StreamIndex, TargetStatistics, scan, total_rows
-from biomed.inputs import TabularValidator, sequence_validator
-from biomed.molecules import scaffold_split
-from biomed.tasks import get_task
-from jobs.model_spec import graph_settings
-from jobs.spec import JobSpec, SpecError, model_folder
+from biomed.streams import StreamIndex, scan, total_rows
+from jobs.resolve import ResolvedJob
+from jobs.spec import JobSpec, SpecError
 
 
 @dataclass
@@ -60,33 +56,25 @@ def _subset(data: Examples, rows: np.ndarray) -> Split:
 
 def input_validator(spec: JobSpec):
     """The family's input check for this spec, as used on training files and on requests."""
-    task = get_task(spec.task.name)
-    d = spec.data
-    if task.input_kind == "tabular":
-        return TabularValidator(numeric=tuple(d.numeric_columns), categorical=tuple(d.categorical_columns))
-    if task.input_kind == "image":
-        return d.images.validator()
-    # A DNA sequence shorter than one k-mer has no token to give.
-    min_length = (spec.model.kmer_size or 1) if task.input_kind == "dna" else 1
-    return sequence_validator(task.input_kind, min_length=min_length, canonicalize=d.canonicalize_smiles)
+    return spec.family.validator(spec)
 
 
 def _hold_out(spec: JobSpec, data: Examples) -> tuple[np.ndarray, np.ndarray]:
     d = spec.data
     method = spec.split_method
-    if method == "scaffold":
-        return scaffold_split(data.inputs, fraction=d.validation_fraction)
-    if method == "random":
+    held = spec.family.hold_out(method, data.inputs, d.validation_fraction)
+    if held is not None:
+        return held
+    strata = spec.task_entry.target.strata(data.targets) if method == "stratified" else None
+    if strata is None:
         return random_split(len(data.inputs), fraction=d.validation_fraction, seed=d.split_seed)
-    strata = data.targets[:, 1].astype(np.int64) if data.targets.ndim == 2 else data.targets
     return stratified_split(strata, fraction=d.validation_fraction, seed=d.split_seed)
 
 
 def checks_for(spec: JobSpec) -> dict:
     """The keyword arguments of `biomed.data.examples_from_table` for this spec."""
-    task = get_task(spec.task.name)
     return {
-        "target_kind": task.target_kind,
+        "target": spec.task_entry.target,
         "labels": spec.task.labels,
         "validator": input_validator(spec),
         "on_invalid": spec.data.invalid_inputs,
@@ -106,20 +94,21 @@ def streams_training(spec: JobSpec) -> bool:
     return rows > d.in_memory_max_rows
 
 
-def _scan_training(spec: JobSpec) -> StreamIndex:
-    from biomed.models import backbone_tokenizer
+def _target_statistics(spec: JobSpec) -> dict:
+    return {"targets": spec.task_entry.target.statistics(len(spec.task.labels or []))}
 
-    task, m, d = get_task(spec.task.name), spec.model, spec.data
-    # A graph encoder (dmpnn) fits no vocabulary, so a streamed pass collects none for it.
-    has_tokenizer = task.input_kind != "smiles" or graph_settings(m) is not None or backbone_tokenizer(backbone=m.backbone, path=model_folder(spec), input_kind=task.input_kind) is not None
-    statistics = {"targets": TargetStatistics(task.target_kind, num_classes=len(spec.task.labels or []))}
-    encoder = encoder_statistics(task.input_kind, has_backbone_tokenizer=has_tokenizer, numeric=d.numeric_columns, categorical=d.categorical_columns)
+
+def _scan_training(job: ResolvedJob) -> StreamIndex:
+    spec = job.spec
+    statistics = _target_statistics(spec)
+    encoder = spec.family.encoder_statistics(job)
     if encoder is not None:
         statistics["encoder"] = encoder
-    return scan(d.files_of("train_path"), columns=spec.columns(), statistics=statistics, **checks_for(spec))
+    return scan(spec.data.files_of("train_path"), columns=spec.columns(), statistics=statistics, **checks_for(spec))
 
 
-def _load(spec: JobSpec, role: str, indexes: dict) -> Split | StreamedSplit:
+def _load(job: ResolvedJob, role: str, indexes: dict) -> Split | StreamedSplit:
+    spec = job.spec
     d = spec.data
     files = d.files_of(role)
     key = role.removesuffix("_path")
@@ -135,26 +124,24 @@ def _load(spec: JobSpec, role: str, indexes: dict) -> Split | StreamedSplit:
                 f"data.validation_path: the training data is streamed ({total_rows(files)} rows, data.in_memory_max_rows is {d.in_memory_max_rows}); "
                 "give a validation file, since holding out a fraction needs the whole set in memory"
             )
-        return StreamedSplit(_scan_training(spec))
-    task = get_task(spec.task.name)
-    statistics = {"targets": TargetStatistics(task.target_kind, num_classes=len(spec.task.labels or []))}
-    return StreamedSplit(scan(files, columns=spec.columns(), statistics=statistics, **checks_for(spec)))
+        return StreamedSplit(_scan_training(job))
+    return StreamedSplit(scan(files, columns=spec.columns(), statistics=_target_statistics(spec), **checks_for(spec)))
 
 
 def _dropped(split) -> list[dict]:
     return split.index.dropped if isinstance(split, StreamedSplit) else split.dropped
 
 
-def load_splits(spec: JobSpec, *, indexes: dict | None = None) -> Splits:
-    """Load (or index, when streamed) the spec's data; validation is held out of in-memory
+def load_splits(job: ResolvedJob, *, indexes: dict | None = None) -> Splits:
+    """Load (or index, when streamed) the job's data; validation is held out of in-memory
     training data unless a file is given. `indexes`: streamed splits' indexes from the driver."""
+    spec = job.spec
     d = spec.data
-    task = get_task(spec.task.name)
     indexes = indexes or {}
-    train_all = _load(spec, "train_path", indexes)
+    train_all = _load(job, "train_path", indexes)
     report: dict = {"dropped": {"train": _dropped(train_all)}, "split": spec.split_method if d.validation_path is None else "file"}
     if d.validation_path is not None:
-        train, validation = train_all, _load(spec, "validation_path", indexes)
+        train, validation = train_all, _load(job, "validation_path", indexes)
         report["dropped"]["validation"] = _dropped(validation)
     else:
         data = Examples(inputs=train_all.inputs, targets=train_all.targets, source_rows=np.arange(len(train_all)), dropped=[])
@@ -162,22 +149,32 @@ def load_splits(spec: JobSpec, *, indexes: dict | None = None) -> Splits:
         train, validation = _subset(data, train_idx), _subset(data, val_idx)
     test = None
     if d.test_path is not None:
-        test = _load(spec, "test_path", indexes)
+        test = _load(job, "test_path", indexes)
         report["dropped"]["test"] = _dropped(test)
     if len(train) == 0 or len(validation) == 0:
         raise ValueError(f"empty split: {len(train)} training and {len(validation)} validation rows after dropping bad rows")
     report["rows"] = {"train": len(train), "validation": len(validation), "test": len(test) if test else 0}
     report["streamed"] = [role for role, split in (("train", train), ("validation", validation), ("test", test)) if isinstance(split, StreamedSplit)]
-    if task.target_kind == "classification":
-        labels = spec.task.labels
-        counts = train.index.statistics["targets"]["class_counts"] if isinstance(train, StreamedSplit) else np.bincount(train.targets, minlength=len(labels))
-        report["class_counts"] = {"train": {labels[k]: int(n) for k, n in enumerate(counts)}}
-    elif task.target_kind == "survival":
-        report["events"] = {"train": _events(train), "validation": _events(validation)}
+    report.update(_target_report(spec, train, validation))
     return Splits(train=train, validation=validation, test=test, report=report)
 
 
-def _events(split) -> int:
+def _target_report(spec: JobSpec, train, validation) -> dict:
+    """What the summary says of the targets: class counts of the training split (labels), or
+    events per split (survival), from the same statistics a streamed pass collects."""
+    labels = spec.task.labels
+    parts = {"train": train, "validation": validation}
+    summaries = {role: _target_summary(spec, split) for role, split in parts.items()}
+    if "class_counts" in summaries["train"]:
+        return {"class_counts": {"train": {labels[k]: int(n) for k, n in enumerate(summaries["train"]["class_counts"])}}}
+    if "events" in summaries["train"]:
+        return {"events": {role: summary["events"] for role, summary in summaries.items()}}
+    return {}
+
+
+def _target_summary(spec: JobSpec, split) -> dict:
     if isinstance(split, StreamedSplit):
-        return int(split.index.statistics.get("targets", {}).get("events", 0))
-    return int(split.targets[:, 1].sum())
+        return split.index.statistics.get("targets", {})
+    stats = spec.task_entry.target.statistics(len(spec.task.labels or []))
+    stats.update(Examples(inputs=split.inputs, targets=split.targets, source_rows=np.arange(len(split)), dropped=[]))
+    return stats.result()

@@ -1,31 +1,27 @@
-"""Driver side of a fine-tuning job: validate, run TorchTrainer, score, register.
+"""A fine-tuning run (`biomed train`): the job the lifecycle (jobs/lifecycle.py) runs.
 
-`train(spec)` is the public entry point behind `biomed train`; it returns the run summary.
+`train(spec)` is the public entry point; it resolves the spec once (jobs/resolve.py), runs the
+`FineTuneJob` through the lifecycle, and returns the run summary.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-import ray.train
 
 from biomed.checkpoint import Predictor
-from biomed.data import fingerprint_files
 from biomed.log import get_logger
-from biomed.tasks import get_task
-from cluster.capacity import wait_for_capacity
-from cluster.storage import check_storage_shared
-from cluster.connect import connect
 from jobs.curves import run_learning_curve
 from jobs.errors import TrainingFailed
-from jobs.registry import registry_for
+from jobs.lifecycle import HookCaller, RunHooks, RunInfo, register, run
+from jobs.resolve import ResolvedJob, resolve
 from jobs.run_storage import checkpoint_location, display, local_checkpoint, run_location
-from jobs.spec import JobSpec
 from jobs.scoring import first_validation_input, score_test
+from jobs.spec import JobSpec
 from jobs.splits import Splits, load_splits
-from jobs.trainer import build_trainer, run_name, worker_demand
+from jobs.trainer import build_trainer
 from jobs.worker import METRICS_FILE, MODEL_DIR
 
 log = get_logger(__name__)
@@ -37,7 +33,7 @@ def best_report(reports: list[dict], *, key: str, mode: str) -> dict:
     return max(reports, key=lambda r: (sign * r[key], r["epoch"]))
 
 
-def best_checkpoint(result, spec: JobSpec) -> tuple[ray.train.Checkpoint, dict]:
+def best_checkpoint(result, spec: JobSpec):
     """The kept checkpoint with the best validation metric (from the committed snapshot)."""
     key = f"val_{spec.metric}"
     candidates = [(ckpt, m) for ckpt, m in result.best_checkpoints if key in m and not np.isnan(m[key])]
@@ -49,26 +45,27 @@ def best_checkpoint(result, spec: JobSpec) -> tuple[ray.train.Checkpoint, dict]:
 
 
 def score_and_register(
-    spec: JobSpec, splits: Splits, *, ckpt_dir: Path, val_metrics: dict, fingerprint: str, name: str, lineage: dict | None = None,
+    job: ResolvedJob, splits: Splits, *, info: RunInfo, ckpt_dir: Path, val_metrics: dict, caller: HookCaller, lineage: dict | None = None,
     source_checkpoint: str | None = None,
 ) -> dict:
     """Score a selected checkpoint (a local folder) on the test set beside the baseline and
     register it; `source_checkpoint` is where the run keeps it (default: `ckpt_dir`)."""
+    spec = job.spec
     predictor = Predictor(directory=ckpt_dir / MODEL_DIR, batch_size=spec.training.eval_batch_size)
     test = score_test(spec, splits, predictor)
     key = f"val_{spec.metric}"
     record = {
         "task": spec.task.name,
         "labels": spec.task.labels,
-        "spec_hash": spec.spec_hash(),
-        "data_fingerprint": fingerprint,
-        "run_name": name,
-        "run_path": display(run_location(spec.storage_path, name)),
+        "spec_hash": job.spec_hash(),
+        "data_fingerprint": job.data_fingerprint,
+        "run_name": info.run_name,
+        "run_path": display(run_location(spec.storage_path, info.run_name)),
         "source_checkpoint": source_checkpoint or str(ckpt_dir),
         "val_metrics": {k: v for k, v in val_metrics.items() if k.startswith("val_")},
         "selected_val_metrics": test["validation"],
         "test_metrics": test.get("model"),
-        "baseline": get_task(spec.task.name).baseline,
+        "baseline": job.task.baseline,
         "baseline_val_metrics": test["baseline_validation"],
         "baseline_test_metrics": test.get("baseline"),
         # The baseline guard: decided on validation by the selection metric; a version that
@@ -82,75 +79,67 @@ def score_and_register(
         **(lineage or {}),
     }
     selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}
-    entry = registry_for(spec.registry_storage).register(name=spec.name, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection)
+    entry = register(info, registry_storage=spec.registry_storage, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection, caller=caller)
     return {
         "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"], "best_reason": entry.get("best_reason")},
         "selection": selection,
-        "val_metrics": record["val_metrics"],
-        "selected_val_metrics": record["selected_val_metrics"],
-        "test_metrics": record["test_metrics"],
-        "baseline": record["baseline"],
-        "baseline_val_metrics": record["baseline_val_metrics"],
-        "baseline_test_metrics": record["baseline_test_metrics"],
-        "beats_baseline": record["beats_baseline"],
-        "guard": record["guard"],
+        **{k: record[k] for k in ("val_metrics", "selected_val_metrics", "test_metrics", "baseline", "baseline_val_metrics", "baseline_test_metrics", "beats_baseline", "guard")},
     }
 
 
-def backbone_lineage(spec: JobSpec) -> dict:
+def backbone_lineage(job: ResolvedJob) -> dict:
     """What a fine-tune records of the pretrained backbone it started from (empty: none)."""
-    if spec.model.pretrained is None:
+    entry = job.pretrained_entry
+    if entry is None:
         return {}
-    entry = registry_for(spec.registry_storage).get(spec.model.pretrained)
     keys = ("name", "version", "path", "family", "corpus_fingerprint", "steps", "run_name", "val_metrics")
     return {"pretrained_backbone": {k: entry.get(k) for k in keys}}
 
 
-def train(spec: JobSpec, *, address: str | None = None) -> dict:
+class FineTuneJob:
+    """A resolved job as the lifecycle runs it: its data pass, its TorchTrainer, and what
+    happens after: the best checkpoint scored beside the baseline and registered."""
+
+    def __init__(self, job: ResolvedJob):
+        self.job, self.spec, self.storage_given = job, job.spec, job.storage_given
+        self.run_dir = run_location(job.spec.storage_path, job.run_name)
+        self.info = RunInfo(kind="train", name=job.spec.name, run_name=job.run_name, run_path=display(self.run_dir))
+
+    def prepare(self) -> None:
+        self.splits = load_splits(self.job)  # bad data fails here, before any cluster or worker starts
+
+    def trainer(self, callbacks: list):
+        return build_trainer(self.spec, name=self.job.run_name, payload={"job": self.job.to_dict()}, callbacks=callbacks, streams=self.splits.streams())
+
+    def finish(self, result, caller: HookCaller) -> dict:
+        ckpt, val_metrics = best_checkpoint(result, self.spec)
+        source = checkpoint_location(ckpt)
+        log.info("best checkpoint %s (val_%s=%.4f); scoring the test set", display(source), self.spec.metric, val_metrics[f"val_{self.spec.metric}"])
+        curve_png = run_learning_curve(self.run_dir)
+        with local_checkpoint(ckpt) as ckpt_dir:
+            outcome = score_and_register(
+                self.job, self.splits, info=self.info, ckpt_dir=ckpt_dir, val_metrics=val_metrics, caller=caller,
+                lineage=backbone_lineage(self.job), source_checkpoint=source,
+            )
+        metrics = result.metrics or {}
+        return {
+            "name": self.spec.name,
+            "run_name": self.job.run_name,
+            "run_path": display(self.run_dir),
+            **outcome,
+            "data": self.splits.report,
+            "metrics_csv": display(run_location(self.run_dir, METRICS_FILE)),
+            "learning_curve_png": display(curve_png) if curve_png else None,
+            "workers": workers_of(metrics),
+            # Start-up accounting of the attempt that finished (bench/train_overhead.py uses it).
+            "last_attempt": {k: metrics.get(k) for k in ("train_fn_started_at", "setup_seconds")},
+        }
+
+
+def train(spec: JobSpec | ResolvedJob, *, address: str | None = None, hooks: Sequence[RunHooks] = ()) -> dict:
     """Fine-tune per the spec on Ray Train, register the best checkpoint, return a summary."""
-    started = time.perf_counter()
-    splits = load_splits(spec)  # bad data fails here, before any cluster or worker starts
-    fingerprint = fingerprint_files(spec.data.files())
-    name = run_name(spec, fingerprint)
-    run_dir = run_location(spec.storage_path, name)
-    connecting = time.perf_counter()
-    resources = connect(address=address)
-    log.info("run %s → %s on %s", name, display(run_dir), resources)
-    check_storage_shared(spec.storage_path, given=spec.storage_given)
-    wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])
-    fitting = time.perf_counter()
-    try:
-        result = build_trainer(spec, name=name, streams=splits.streams()).fit()
-    except ray.train.TrainingFailedError as error:
-        raise TrainingFailed(f"run {name} failed after {spec.failure.max_failures} retries: {error}") from error
-    fitted = time.perf_counter()
-    ckpt, val_metrics = best_checkpoint(result, spec)
-    source = checkpoint_location(ckpt)
-    log.info("best checkpoint %s (val_%s=%.4f); scoring the test set", display(source), spec.metric, val_metrics[f"val_{spec.metric}"])
-    curve_png = run_learning_curve(run_dir)
-    with local_checkpoint(ckpt) as ckpt_dir:
-        outcome = score_and_register(
-            spec, splits, ckpt_dir=ckpt_dir, val_metrics=val_metrics, fingerprint=fingerprint, name=name, lineage=backbone_lineage(spec), source_checkpoint=source,
-        )
-    return {
-        "name": spec.name,
-        "run_name": name,
-        "run_path": display(run_dir),
-        **outcome,
-        "data": splits.report,
-        "metrics_csv": display(run_location(run_dir, METRICS_FILE)),
-        "learning_curve_png": display(curve_png) if curve_png else None,
-        "workers": workers_of(result.metrics or {}),
-        # Start-up accounting of the attempt that finished (bench/train_overhead.py uses it).
-        "last_attempt": {k: (result.metrics or {}).get(k) for k in ("train_fn_started_at", "setup_seconds")},
-        "timing_s": {
-            "validate_data": round(connecting - started, 3),
-            "connect": round(fitting - connecting, 3),
-            "fit": round(fitted - fitting, 3),
-            "score_and_register": round(time.perf_counter() - fitted, 3),
-            "total": round(time.perf_counter() - started, 3),
-        },
-    }
+    job = spec if isinstance(spec, ResolvedJob) else resolve(spec)
+    return run(FineTuneJob(job), address=address, hooks=hooks)
 
 
 def workers_of(metrics: dict) -> dict:
@@ -161,3 +150,4 @@ def workers_of(metrics: dict) -> dict:
         "device": metrics.get("worker_device"),
         "collective_backend": metrics.get("collective_backend"),
     }
+

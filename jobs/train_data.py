@@ -17,7 +17,8 @@ import torch
 
 from biomed.batching import assign_units, epoch_batches, stream_batch_sizes, stream_windows, window_order
 from biomed.data import Columns
-from biomed.encoding import Encoded, EpochDrawn, Encoder
+from biomed.encoding import Encoded, EpochDrawn
+from biomed.family import Encoder
 from biomed.streams import StreamIndex, iter_unit_examples
 
 

@@ -11,16 +11,16 @@ import hashlib
 
 from ray.train.torch import TorchTrainer
 
+from biomed.families import extra_families
 from biomed.log import verbosity as current_verbosity
 from cluster.capacity import Demand
 from cluster.ray_compat import without_unused_datasets_manager
-from jobs.pretrain_spec import PretrainSpec
 from jobs.run_storage import run_location
-from jobs.spec import JobSpec
 
 
-def run_name(spec: JobSpec, data_fingerprint: str) -> str:
-    """Deterministic: the same spec on the same data resumes the same run folder."""
+def run_name(spec, data_fingerprint: str) -> str:
+    """Deterministic: the same spec on the same data resumes the same run folder (a pretraining
+    spec; a fine-tuning job's is `ResolvedJob.run_name`)."""
     digest = hashlib.sha256(f"{spec.spec_hash()}:{data_fingerprint}".encode()).hexdigest()[:12]
     return f"{spec.name}-{digest}"
 
@@ -51,18 +51,21 @@ def worker_demand(scaling) -> Demand:
 
 
 def build_trainer(
-    spec: JobSpec | PretrainSpec, *, name: str, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None,
-    in_search: bool = False, streams: dict | None = None, loop: str = "finetune", extra_config: dict | None = None,
+    spec, *, name: str, payload: dict, callbacks: list | None = None, max_failures: int | None = None, verbosity: str | None = None,
+    in_search: bool = False, streams: dict | None = None, loop: str = "finetune",
 ) -> TorchTrainer:
     """The spec's TorchTrainer: run `name` under `spec.storage_path`, so a rerun resumes it.
+
+    `payload`: what the workers' recipe reads besides the run folder (a resolved job as a dict;
+    a pretraining spec, its tokenizer and corpus indexes). The families registered at run time
+    travel with it.
 
     `max_failures` overrides the spec's worker-group restarts (a search's trials use Tune's).
     `verbosity` (biomed.log's; default this process's) is what the workers log: Ray Train's own
     per-report lines ("Reporting training result ...") only under "verbose". `in_search`: a Tune
     trial's run, whose every report (step checkpoints too) carries the validation metrics.
     `streams`: the indexes of streamed splits (`Splits.streams()`), so workers skip the pass.
-    `loop`: which recipe the workers run ("finetune" or "pretrain"), with `extra_config` added
-    to its config.
+    `loop`: which recipe the workers run ("finetune" or "pretrain").
     """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 
@@ -75,12 +78,12 @@ def build_trainer(
     trainer = TorchTrainer(
         LOOPS[loop],
         train_loop_config={
-            "spec": spec.model_dump(mode="json"),
+            **payload,
             "run_dir": run_location(spec.storage_path, name),
             "verbosity": verbosity,
             "validate_every_report": in_search,
             "streams": streams or None,
-            **(extra_config or {}),
+            "families": extra_families(),
         },
         scaling_config=ScalingConfig(
             num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources, placement_strategy=s.placement_strategy,

@@ -13,20 +13,19 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Sequence
 
-from biomed.data import fingerprint_files
+from biomed.families import extra_families
 from biomed.log import get_logger, is_verbose, verbosity
-from cluster.capacity import wait_for_capacity
-from cluster.storage import check_storage_shared
-from cluster.connect import connect
 from cluster.ray_compat import tune_console
 from jobs.errors import TrainingFailed
+from jobs.lifecycle import HookCaller, RunHooks, RunInfo, join
+from jobs.resolve import ResolvedJob, resolve
 from jobs.run_storage import display, is_uri
 from jobs.spec import JobSpec
 from jobs.splits import load_splits
 from jobs.train import backbone_lineage, best_report, score_and_register
-from jobs.trainer import worker_demand
-from jobs.trial import run_trial, search_metric, search_mode, trial_run_name, trial_spec
+from jobs.trial import run_trial, search_metric, search_mode, trial_job, trial_run_name
 from jobs.tune_report import TrialLines, trial_rows, trial_summaries, write_results
 
 log = get_logger(__name__)
@@ -35,9 +34,10 @@ METRIC_CHECKPOINT_KEY = "checkpoint_path"
 TRIAL_DRIVER_MEMORY_BYTES = 512 * 1024**2
 
 
-def experiment_name(spec: JobSpec, data_fingerprint: str) -> str:
+def experiment_name(job: ResolvedJob) -> str:
     """Deterministic from the spec including its search section, and the data."""
-    payload = json.dumps({"spec": spec.spec_hash(), "tune": spec.tune.model_dump(mode="json"), "data": data_fingerprint}, sort_keys=True)
+    spec = job.spec
+    payload = json.dumps({"spec": job.spec_hash(), "tune": spec.tune.model_dump(mode="json"), "data": job.data_fingerprint}, sort_keys=True)
     return f"{spec.name}-tune-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
 
@@ -115,12 +115,12 @@ def _scheduler(spec: JobSpec):
     return ASHAScheduler(time_attr="epoch", max_t=_max_epochs(spec), grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
-def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool, concurrency: int, streams: dict | None = None):
+def build_tuner(job: ResolvedJob, *, name: str, resume: bool, concurrency: int, streams: dict | None = None, hooks: Sequence[RunHooks] = ()):
     from ray import tune
 
+    spec = job.spec
     trainable = tune.with_parameters(
-        run_trial, spec_dict=spec.model_dump(mode="json"), data_fingerprint=data_fingerprint, experiment=name, verbosity=verbosity(),
-        streams=streams or None,
+        run_trial, job=job.to_dict(), experiment=name, verbosity=verbosity(), streams=streams or None, hooks=list(hooks), families=extra_families(),
     )
     # The trial function only drives a Train run whose workers hold the CPUs/GPUs; reserving a CPU
     # for it would hold a core idle per trial. Tune refuses an empty request, so it reserves the
@@ -152,29 +152,42 @@ def build_tuner(spec: JobSpec, *, name: str, data_fingerprint: str, resume: bool
     )
 
 
-def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = False) -> dict:
+def tune_search(spec: JobSpec | ResolvedJob, *, address: str | None = None, resume: bool = False, hooks: Sequence[RunHooks] = ()) -> dict:
     """Run (or resume) the spec's search, register the best trial's best checkpoint, summarise."""
+    job = spec if isinstance(spec, ResolvedJob) else resolve(spec)
+    spec = job.spec
     if spec.tune is None:
         raise ValueError("the spec has no tune: section (see `biomed schema`)")
     if is_uri(spec.storage_path):
         raise ValueError(f"storage_path {display(spec.storage_path)!r}: searches need a folder every node sees (each trial's run is read back by the search); object-store URIs are for `biomed train` runs")
     started = time.perf_counter()
-    splits = load_splits(spec)
-    fingerprint = fingerprint_files(spec.data.files())
-    name = experiment_name(spec, fingerprint)
+    splits = load_splits(job)
+    name = experiment_name(job)
     exp_dir = Path(spec.storage_path) / name
     if not resume and exp_dir.exists():
         raise ValueError(f"search {name} already exists at {exp_dir}: pass --resume to continue it")
-    resources = connect(address=address)
-    check_storage_shared(spec.storage_path, given=spec.storage_given)
-    wait_for_capacity(worker_demand(spec.scaling), fixed_size=resources["fixed_size"])  # room for one trial at least
+    resources = join(spec, address=address, storage_given=job.storage_given)  # room for one trial at least
     concurrency = trial_concurrency(spec, resources["num_cpus"], resources["num_gpus"])
     if concurrency < spec.tune.max_concurrent_trials:
         log.warning("running %d trials at a time, not %d: that is what %s fits", concurrency, spec.tune.max_concurrent_trials, resources)
     log.info("search %s → %s", name, exp_dir)
+    info, caller = RunInfo(kind="search", name=spec.name, run_name=name, run_path=str(exp_dir)), HookCaller(hooks)
+    caller("on_start", info)
+    try:
+        summary = _search(job, splits, info, caller, resume=resume, concurrency=concurrency, started=started)
+    except BaseException as error:
+        caller("on_end", info, None, error)
+        raise
+    caller("on_end", info, summary, None)
+    return summary
+
+
+def _search(job: ResolvedJob, splits, info: RunInfo, caller: HookCaller, *, resume: bool, concurrency: int, started: float) -> dict:
+    """The search's trials, then its best trial's best checkpoint scored and registered."""
+    spec, name, exp_dir = job.spec, info.run_name, Path(info.run_path)
     searching = time.perf_counter()
     with tune_console(verbose=is_verbose()):
-        results = build_tuner(spec, name=name, data_fingerprint=fingerprint, resume=resume, concurrency=concurrency, streams=splits.streams()).fit()
+        results = build_tuner(job, name=name, resume=resume, concurrency=concurrency, streams=splits.streams(), hooks=caller.hooks).fit()
     searched = time.perf_counter()
     rows = trial_rows(results, spec, max_epochs=_capped_epochs(spec))
     if not rows:
@@ -182,13 +195,11 @@ def tune_search(spec: JobSpec, *, address: str | None = None, resume: bool = Fal
     key, mode = f"val_{search_metric(spec)}", search_mode(spec)
     finite = [r for r in rows if r.get(METRIC_CHECKPOINT_KEY) and not math.isnan(r[key])]
     best = best_report(finite, key=key, mode=mode)
-    best_spec = trial_spec(spec, best["config"])
+    best_job = trial_job(job, best["config"])
     outputs = write_results(rows, exp_dir, metric=key)
-    lineage = {**backbone_lineage(spec), "search": {"experiment": name, "path": str(exp_dir), "trial_id": best["trial_id"], "config": best["config"], "num_trials": len({r["trial_id"] for r in rows})}}
-    outcome = score_and_register(
-        best_spec, splits, ckpt_dir=Path(best[METRIC_CHECKPOINT_KEY]), val_metrics=best, fingerprint=fingerprint,
-        name=trial_run_name(best_spec, fingerprint, name), lineage=lineage,
-    )
+    lineage = {**backbone_lineage(job), "search": {"experiment": name, "path": str(exp_dir), "trial_id": best["trial_id"], "config": best["config"], "num_trials": len({r["trial_id"] for r in rows})}}
+    best_info = RunInfo(kind="search", name=spec.name, run_name=trial_run_name(best_job, name), run_path=info.run_path, parent=name)
+    outcome = score_and_register(best_job, splits, info=best_info, ckpt_dir=Path(best[METRIC_CHECKPOINT_KEY]), val_metrics=best, caller=caller, lineage=lineage)
     trials = trial_summaries(rows, key)
     return {
         "name": spec.name,

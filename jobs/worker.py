@@ -24,7 +24,6 @@ from biomed.checkpoint import raw_outputs, save_model_checkpoint
 from biomed.devices import PRECISIONS
 from biomed.inputs import validator_to_dict
 from biomed.models import is_head_parameter
-from biomed.tasks import get_task
 from jobs.run_storage import write_file
 from jobs.spec import JobSpec
 from jobs.splits import input_validator
@@ -70,7 +69,7 @@ def optimizer_for(model: torch.nn.Module, spec) -> torch.optim.Optimizer:
 def class_weights_for(spec: JobSpec, targets: np.ndarray | None, *, statistics: dict | None = None) -> torch.Tensor | None:
     """Loss weights per class for classification tasks (None: unweighted, or not classification),
     from the training targets or, for a streamed split, its class counts (`statistics`)."""
-    if get_task(spec.task.name).target_kind != "classification" or spec.training.class_weighting == "none":
+    if not spec.task_entry.target.has_labels or spec.training.class_weighting == "none":
         return None
     num_classes = len(spec.task.labels or [])
     counts = np.bincount(targets, minlength=num_classes) if statistics is None else np.asarray(statistics["class_counts"])
@@ -98,15 +97,6 @@ def write_curve(run_dir: str, curve: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(curve)
     write_file(run_dir, METRICS_FILE, text.getvalue().encode())
-
-
-def target_scaling(spec: JobSpec, train_targets: np.ndarray | None, *, statistics: dict | None = None) -> dict | None:
-    """Mean and std of a regression target on the training split, or from a streamed split's
-    moments (`statistics`); None for other targets."""
-    if get_task(spec.task.name).target_kind != "regression":
-        return None
-    mean, std = (float(train_targets.mean()), float(train_targets.std())) if statistics is None else (statistics["mean"], statistics["std"])
-    return {"mean": mean, "std": std if std > 1e-12 else 1.0}
 
 
 def training_targets(targets: np.ndarray, scaling: dict | None) -> torch.Tensor:

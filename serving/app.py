@@ -25,10 +25,11 @@ from ray import serve
 
 from biomed.checkpoint import Predictor
 from biomed.devices import inference_device
+from biomed.families import register_all
 from jobs.registry import REF_PATTERN, RegistryError, parse_ref, registry_for
 from serving.auth import authorized
 from jobs.serve_spec import ServeSpec
-from serving.schemas import TASK_SCHEMAS, InputError, PredictResponse, openapi_request_body
+from serving.schemas import InputError, PredictResponse, openapi_request_body, task_schema
 
 # Probabilities may differ in the last float32 bits across thread counts (reduction order).
 GOLDEN_ATOL = 1e-4
@@ -78,7 +79,9 @@ def _error(status: int, detail, headers: dict | None = None) -> HTTPException:
 @serve.deployment
 @serve.ingress(app)
 class ModelServer:
-    async def __init__(self, *, storage_path: str, models: list[str], settings: dict, token_sha256: str):
+    async def __init__(self, *, storage_path: str, models: list[str], settings: dict, token_sha256: str, families: list | None = None):
+        # Families registered at run time on the deploying driver (biomed.families).
+        register_all(families)
         self._settings = ServeSpec.model_validate(settings)
         self._registry = registry_for(storage_path)
         self._token_sha256 = token_sha256
@@ -172,7 +175,7 @@ class ModelServer:
         body = await self._read_body(request)
         model_id = self._resolve(model)
         loaded = await self.get_model(model_id)
-        schema = TASK_SCHEMAS[loaded.entry["task"]]
+        schema = task_schema(loaded.entry["task"])
         try:
             content_type = request.headers.get("content-type", "")
             if content_type.startswith("multipart/form-data"):

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+from biomed.families import extra_families
 from cluster.capacity import Demand, wait_for_capacity
 from cluster.connect import WORKER_ENV, connect
 from cluster.local_head import read_head, start_head, stop_head
@@ -102,6 +103,7 @@ def deploy(refs: list[str], *, storage_path: str | Path, overrides: dict | None 
         models=pinned,
         settings=settings.model_dump(mode="json"),
         token_sha256=token_sha256(token),
+        families=extra_families(),
     )
     serve.run(app, name=APP_NAME, route_prefix="/")
     url = f"http://{settings.host}:{settings.port}"

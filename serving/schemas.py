@@ -1,8 +1,9 @@
-"""Request and response schemas per task family, keyed by the task registry's names.
+"""Request and response schemas per task, from the task table: a family × a target.
 
-Every task in the registry gets one: the request model of its input kind (a string per input for
-text, DNA, protein and SMILES; an object of features per record for tabular), the checkpoint's own
-input validator, and the response of its target kind (label and probabilities, value, risk score).
+Every task gets one: its family's request model (a string per input for text, DNA, protein and
+SMILES; an object of features per record for tabular; base64 or uploaded files for images), the
+checkpoint's own input validator, and the response of its target (label and probabilities,
+value, risk score).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from biomed.families import families, get_task
 from biomed.inputs import InvalidInputs
-from biomed.tasks import TASKS
 from jobs.serve_spec import ServeSpec
 
 
@@ -23,36 +24,6 @@ class InputError(ValueError):
     def __init__(self, errors: list[dict]):
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
         self.errors = errors
-
-
-class SequencePredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: str | list[str] = Field(
-        description="One input or a list: a text, a DNA sequence (A/C/G/T/N), a protein sequence (amino acids) or a SMILES string, per the model's task.",
-        examples=[["I took this for my migraines and it worked."]],
-    )
-
-
-class ImagePredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: str | list[str] = Field(
-        description="One image or a list: each a PNG, JPEG or DICOM file's bytes as base64 (standard alphabet). multipart/form-data uploads (one file part per image) are taken too.",
-        examples=[["iVBORw0KGgo..."]],
-    )
-
-
-FeatureValue = float | int | bool | str | None
-
-
-class TabularPredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: dict[str, FeatureValue] | list[dict[str, FeatureValue]] = Field(
-        description="One record or a list: {feature: value} with every feature the model was trained on (numbers for numeric features, strings for categorical ones; null is a missing value).",
-        examples=[[{"age": 71, "bmi": 27.4, "gender": "1"}]],
-    )
 
 
 class LabelPrediction(BaseModel):
@@ -98,6 +69,8 @@ class TaskSchema:
 
     request: type[BaseModel]
     response: type[_Response]
+    # Inputs are files: multipart uploads taken, bounded by the validator's byte limit, not characters.
+    accepts_files: bool = False
 
     def parse(self, body: bytes, limits: ServeSpec, validator) -> list:
         """Validated, normalised inputs of a request body, or InputError naming each bad field.
@@ -119,14 +92,14 @@ class TaskSchema:
         if len(inputs) > limits.max_inputs_per_request:
             errors.append({"loc": ["body", "inputs"], "msg": f"{len(inputs)} inputs; at most {limits.max_inputs_per_request} per request", "type": "value_error"})
         for i, item in enumerate(inputs):
-            # Images are bounded by their validator's byte limit, not by characters.
-            if isinstance(item, str) and len(item) > limits.max_input_chars and self.request is not ImagePredictRequest:
+            # Files (images) are bounded by their validator's byte limit, not by characters.
+            if isinstance(item, str) and len(item) > limits.max_input_chars and not self.accepts_files:
                 errors.append({"loc": loc(i), "msg": f"input has {len(item)} characters; at most {limits.max_input_chars}", "type": "value_error"})
         return self.check(inputs, loc, errors, validator)
 
     def parse_multipart(self, body: bytes, content_type: str, limits: ServeSpec, validator) -> list:
         """Images uploaded as multipart/form-data: every file part, in order, is one input."""
-        if self.request is not ImagePredictRequest:
+        if not self.accepts_files:
             raise InputError([{"loc": ["body"], "msg": "multipart/form-data is taken by image models only; send JSON", "type": "value_error"}])
         import email.parser
         import email.policy
@@ -155,22 +128,21 @@ class TaskSchema:
 
 _RESPONSES = {"classification": ClassificationResponse, "regression": RegressionResponse, "survival": SurvivalResponse}
 
-TASK_SCHEMAS = {
-    task.name: TaskSchema(
-        request={"tabular": TabularPredictRequest, "image": ImagePredictRequest}.get(task.input_kind, SequencePredictRequest),
-        response=_RESPONSES[task.target_kind],
-    )
-    for task in TASKS.values()
-}
+
+def task_schema(task_name: str) -> TaskSchema:
+    """How a task's requests are read and its answers shaped: its family's request, its target's response."""
+    task = get_task(task_name)
+    return TaskSchema(request=task.family.request, response=_RESPONSES[task.target.kind], accepts_files=task.family.accepts_files)
 
 
 def openapi_request_body() -> dict:
-    """The predict endpoint's documented body: one schema per input kind."""
+    """The predict endpoint's documented body: one schema per family's request."""
+    requests = list({id(f.request): f.request for f in families()}.values())
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"oneOf": [SequencePredictRequest.model_json_schema(), TabularPredictRequest.model_json_schema(), ImagePredictRequest.model_json_schema()]}},
+                "application/json": {"schema": {"oneOf": [r.model_json_schema() for r in requests]}},
                 "multipart/form-data": {"schema": {"type": "object", "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
             },
         }

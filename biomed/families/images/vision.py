@@ -120,7 +120,7 @@ def image_folder_settings(path) -> dict:
     import json
     from pathlib import Path
 
-    from biomed.image_transforms import IMAGENET_MEAN
+    from biomed.families.images.transforms import IMAGENET_MEAN
 
     processor = json.loads((Path(path) / "preprocessor_config.json").read_text())
     config = json.loads((Path(path) / "config.json").read_text())

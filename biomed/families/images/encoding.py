@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from biomed.image_transforms import ImagePipeline
+from biomed.families.images.transforms import ImagePipeline
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ImageRows:
 
 @dataclass
 class ImageEncoder:
-    """Decoded images (biomed.images) → ImageRows; the pipeline is saved in biomed.json."""
+    """Decoded images (decode.py) → ImageRows; the pipeline is saved in biomed.json."""
 
     pipeline: ImagePipeline
     input_kind: str = "image"

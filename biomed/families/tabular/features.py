@@ -1,19 +1,18 @@
-"""Tabular records: feature preprocessing fitted on the training split, and an MLP.
+"""Tabular records: feature preprocessing fitted on the training split.
 
 The preprocessor's statistics (means, standard deviations, category lists) are plain JSON saved
-in biomed.json with the checkpoint, never a pickle. The MLP is a Hugging Face `PreTrainedModel`
-registered with the Auto classes, so it saves as safetensors and reloads with
-`AutoModelForSequenceClassification.from_pretrained` like the transformer families.
+in biomed.json with the checkpoint, never a pickle.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+
+from biomed.inputs import raise_if
 
 
 @dataclass(frozen=True)
@@ -77,45 +76,6 @@ class TabularPreprocessor:
         )
 
 
-class BiomedMLPConfig(PretrainedConfig):
-    model_type = "biomed-mlp"
-
-    def __init__(self, num_features: int = 1, hidden_sizes: list[int] | tuple[int, ...] = (128, 64), dropout: float = 0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.num_features = num_features
-        self.hidden_sizes = list(hidden_sizes)
-        self.dropout = dropout
-
-
-class BiomedMLPForSequenceClassification(PreTrainedModel):
-    """Features → [Linear, LayerNorm, GELU, Dropout] × len(hidden_sizes) → Linear(num_labels)."""
-
-    config_class = BiomedMLPConfig
-    base_model_prefix = "mlp"
-
-    def __init__(self, config: BiomedMLPConfig):
-        super().__init__(config)
-        layers, width = [], config.num_features
-        for size in config.hidden_sizes:
-            layers += [torch.nn.Linear(width, size), torch.nn.LayerNorm(size), torch.nn.GELU(), torch.nn.Dropout(config.dropout)]
-            width = size
-        self.mlp = torch.nn.Sequential(*layers)
-        self.classifier = torch.nn.Linear(width, config.num_labels)
-        self.post_init()
-
-    def _init_weights(self, module):
-        # PyTorch's own (Kaiming-uniform) initialisation of each layer suits a ReLU-family MLP
-        # better than BERT's N(0, 0.02); nothing to redo here.
-        pass
-
-    def forward(self, features: torch.Tensor, **_) -> SequenceClassifierOutput:
-        return SequenceClassifierOutput(logits=self.classifier(self.mlp(features)))
-
-
-AutoConfig.register(BiomedMLPConfig.model_type, BiomedMLPConfig)
-AutoModelForSequenceClassification.register(BiomedMLPConfig, BiomedMLPForSequenceClassification)
-
-
 @dataclass
 class TabularStatistics:
     """A `TabularPreprocessor` fitted one unit of rows at a time (streamed training data): sums
@@ -145,3 +105,93 @@ class TabularStatistics:
         cats = [sorted(self.categories.get(name, ())) for name in self.categorical]
         return TabularPreprocessor(tuple(self.numeric), tuple(means), tuple(stds), tuple(self.categorical), tuple(tuple(c) for c in cats)).to_dict()
 
+
+
+@dataclass
+class FeatureRows:
+    features: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def lengths(self) -> list[int]:
+        return [1] * len(self.features)
+
+    def batch(self, rows):
+        return {"features": torch.from_numpy(self.features[np.asarray(rows)])}
+
+    def take(self, rows) -> FeatureRows:
+        return FeatureRows(self.features[np.asarray(rows, dtype=np.int64)])
+
+    def join(self, other: FeatureRows) -> FeatureRows:
+        return FeatureRows(np.concatenate([self.features, other.features]))
+
+
+@dataclass
+class TabularEncoder:
+    preprocessor: TabularPreprocessor
+    input_kind: str = "tabular"
+
+    @property
+    def num_features(self) -> int:
+        return self.preprocessor.num_features
+
+    def encode(self, inputs, *, max_length):
+        return FeatureRows(self.preprocessor.transform(inputs))
+
+    def metadata(self):
+        return {"input_kind": "tabular", "preprocessor": self.preprocessor.to_dict()}
+
+    def save(self, directory):
+        pass  # its statistics live in biomed.json (metadata)
+
+
+@dataclass(frozen=True)
+class TabularValidator:
+    """Rows as {feature: value}: every numeric feature a finite number (None or NaN counts as
+    missing and is imputed), every categorical feature a string, int or bool; no unknown keys."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+    kind: str = "tabular"
+
+    def validate(self, values: list) -> list[dict]:
+        expected = set(self.numeric) | set(self.categorical)
+        problems, out = [], []
+        for i, row in enumerate(values):
+            if not isinstance(row, dict):
+                problems.append((i, f"expected an object of features, got {type(row).__name__}"))
+                continue
+            unknown = sorted(set(row) - expected)
+            missing = sorted(expected - set(row))
+            if unknown:
+                problems.append((i, f"unknown features {unknown}; expected {sorted(expected)}"))
+            if missing:
+                problems.append((i, f"missing features {missing}"))
+            out.append(self._typed(i, row, problems))
+        raise_if(problems)
+        return out
+
+    def _typed(self, i: int, row: dict, problems: list) -> dict:
+        clean = {}
+        for name in self.numeric:
+            value = row.get(name)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                clean[name] = None
+            elif isinstance(value, bool) or not isinstance(value, int | float) or math.isinf(value):
+                problems.append((i, f"feature {name!r} must be a finite number, got {value!r}"))
+            else:
+                clean[name] = float(value)
+        for name in self.categorical:
+            value = row.get(name)
+            if value is None:
+                clean[name] = None
+            elif not isinstance(value, str | int | bool):
+                problems.append((i, f"feature {name!r} must be a category (string), got {value!r}"))
+            else:
+                clean[name] = str(value)
+        return clean
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> TabularValidator:
+        return cls(numeric=tuple(payload["numeric"]), categorical=tuple(payload["categorical"]))

@@ -25,7 +25,7 @@ FEATURE_CLIP = 6.0
 def _mol(smiles: str):
     from rdkit import Chem
 
-    from biomed.molecules import _quiet_rdkit
+    from biomed.families.molecules.chem import _quiet_rdkit
 
     _quiet_rdkit()
     mol = Chem.MolFromSmiles(smiles)

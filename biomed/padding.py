@@ -1,4 +1,4 @@
-"""Tokenizing text once and padding per batch (to the longest row, not to max length)."""
+"""Tokenizing sequences once and padding per batch (to the longest row, not to max length)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,42 @@
+"""Planted signals for the molecule family's tests: a value counted from atoms, a substructure label."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+
+SMILES_FRAGMENTS = ["C", "C", "CC", "O", "N", "C(Cl)", "C(=O)", "c1ccccc1"]
+
+
+def planted_smiles_table(num_rows: int, *, seed: int) -> pa.Table:
+    """Chains of fragments; value = number of chlorines + 0.5 × number of oxygens + N(0, 0.1)
+    noise (an R² near 1 is reachable, predicting the mean scores 0)."""
+    rng = np.random.default_rng(seed)
+    smiles, values = [], []
+    for _ in range(num_rows):
+        parts = ["C", *rng.choice(SMILES_FRAGMENTS, size=int(rng.integers(2, 9)))]
+        s = "".join(parts)
+        smiles.append(s)
+        values.append(s.count("Cl") + 0.5 * s.count("O") + float(rng.normal(0, 0.1)))
+    return pa.table({"smiles": smiles, "value": values})
+
+
+# Distractors share the nitro group's atoms (N, O, a charged N), so only the substructure tells.
+NITRO_DISTRACTORS = ["C(=O)O", "N", "O", "C(=O)N", "C[N+](C)(C)C", "OC", "c1ccncc1"]
+
+
+def planted_nitro_table(num_rows: int, *, seed: int) -> pa.Table:
+    """Chains of fragments with N and O distractors; label "nitro" iff a nitro group
+    ([N+](=O)[O-]) is attached (chance 0.5), else "none"."""
+    rng = np.random.default_rng(seed)
+    smiles, labels = [], []
+    for _ in range(num_rows):
+        parts = ["C", *rng.choice(SMILES_FRAGMENTS + NITRO_DISTRACTORS, size=int(rng.integers(2, 7)))]
+        nitro = bool(rng.random() < 0.5)
+        if nitro:
+            parts.insert(int(rng.integers(1, len(parts) + 1)), "C([N+](=O)[O-])")
+        smiles.append("".join(parts))
+        labels.append("nitro" if nitro else "none")
+    return pa.table({"smiles": smiles, "label": labels})
+
