@@ -46,21 +46,22 @@ def peak_tflops(name: str, given: float | None) -> float | None:
 def minilm_weights() -> str:
     """'packaged' where the MiniLM package holds its weights; 'random' where only its config and
     tokenizer travelled (scripts/gpu_bundle.sh: the 81 MB of weights exceed what a call carries)."""
-    from biomed.models import BACKBONES
+    from biomed.families.text import MINILM
 
-    return "packaged" if (BACKBONES["all-minilm-l6-v2"].path() / "model.safetensors").is_file() else "random"
+    return "packaged" if (MINILM.path() / "model.safetensors").is_file() else "random"
 
 
 def build_model(kind: str):
     from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
 
     if kind == "minilm":
-        from biomed.models import BACKBONES, build_classifier
+        from biomed.families.sequence.backbones import build_bert_classifier
+        from biomed.families.text import MINILM
 
         if minilm_weights() == "packaged":
-            return build_classifier(backbone="all-minilm-l6-v2", path=None, labels=["a", "b"], num_outputs=2, dropout=None)
+            return build_bert_classifier(MINILM, path=None, labels=["a", "b"], num_outputs=2, dropout=None)
         # The same architecture from its config: speed does not depend on the weights' values.
-        config = AutoConfig.from_pretrained(BACKBONES["all-minilm-l6-v2"].path(), num_labels=2, attn_implementation="sdpa")
+        config = AutoConfig.from_pretrained(MINILM.path(), num_labels=2, attn_implementation="sdpa")
         return AutoModelForSequenceClassification.from_config(config)
     config = BertConfig(num_labels=2, attn_implementation="sdpa")  # BERT-base: 12 layers, hidden 768
     return AutoModelForSequenceClassification.from_config(config)
@@ -124,7 +125,7 @@ def training_rows(device: torch.device, args, peak: float | None) -> list[dict]:
 
 def ray_train_on_gpu(storage: Path) -> dict:
     """`biomed train` of a tiny planted spec with use_gpu: true; the workers' device and backend."""
-    from biomed.synthetic import write_planted_text
+    from biomed.families.text.planted import write_planted_text
     from jobs.spec import parse_spec
     from jobs.train import train
 
@@ -145,11 +146,11 @@ def ray_train_on_gpu(storage: Path) -> dict:
 def register_minilm(storage: Path) -> None:
     """The MiniLM classifier (head untrained) in a registry, with its fp32 CPU probe."""
     from biomed.checkpoint import Predictor, save_model_checkpoint
-    from biomed.encoding import build_encoder
-    from biomed.models import backbone_tokenizer
+    from biomed.families.sequence.tokens import SequenceEncoder, TokenEncoder
+    from biomed.families.text import MINILM
     from jobs.registry import Registry
 
-    encoder = build_encoder("text", train_inputs=[], backbone_tokenizer=backbone_tokenizer(backbone="all-minilm-l6-v2", path=None, input_kind="text"))
+    encoder = TokenEncoder(SequenceEncoder("text", MINILM.tokenizer()))
     staging = storage / "staging"
     save_model_checkpoint(build_model("minilm").eval(), encoder, staging, {"task": "text_classification", "labels": ["a", "b"], "max_seq_length": SEQ_LEN, "validator": {"kind": "text"}})
     record = {"task": "text_classification", "labels": ["a", "b"], "probe": Predictor(directory=staging).probe("a clinical note about chest pain")}

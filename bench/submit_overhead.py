@@ -43,7 +43,7 @@ def main() -> None:
 
     import yaml
 
-    from biomed.synthetic import write_planted_text
+    from biomed.families.text.planted import write_planted_text
 
     work = Path(tempfile.mkdtemp(prefix="bench-submit-"))
     env = {**os.environ, "BIOMED_HOME": str(work / "home"), "HF_HUB_OFFLINE": "1"}

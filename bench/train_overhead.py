@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from biomed.models import build_classifier, backbone_tokenizer  # noqa: E402
-from biomed.synthetic import write_planted_text  # noqa: E402
+from biomed.families.text.planted import write_planted_text  # noqa: E402
 from biomed.text import collate, encode_texts  # noqa: E402
 from jobs.spec import parse_spec  # noqa: E402
 from jobs.splits import load_splits  # noqa: E402

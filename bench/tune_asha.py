@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from biomed.synthetic import write_planted_text  # noqa: E402
+from biomed.families.text.planted import write_planted_text  # noqa: E402
 from jobs.spec import parse_spec  # noqa: E402
 
 

@@ -78,6 +78,7 @@ class ModelSection(SpecSection):
     `biomed pretrain` registered. A family's section lists its backbones in `backbone_names`."""
 
     backbone_names: ClassVar[tuple[str, ...]] = ()
+    family_name: ClassVar[str] = ""
 
     backbone: str | None = Field(default=None, description="Named backbone from the task family's registry (see the family's guide).")
     path: str | None = Field(
@@ -93,7 +94,11 @@ class ModelSection(SpecSection):
     @classmethod
     def _known_backbone(cls, value: str | None) -> str | None:
         if value is not None and value not in cls.backbone_names:
-            raise ValueError(f"unknown backbone {value!r}; known backbones: {sorted(cls.backbone_names)}")
+            from biomed.families import families
+
+            owners = [f.name for f in families() if value in f.backbones]
+            reads = f"; backbone {value!r} takes {owners} inputs" if owners else ""
+            raise ValueError(f"unknown backbone {value!r} for the {cls.family_name} family; its backbones: {sorted(cls.backbone_names)}{reads}")
         return value
 
     @model_validator(mode="after")
@@ -142,5 +147,5 @@ def offering(section: type[ModelSection], family: str, backbones) -> type[ModelS
     names = tuple(sorted(backbones))
     described = Field(default=None, description=f"Named backbone of the {family} family: one of {list(names)}.")
     cls = create_model(f"{family.title()}{section.__name__}", __base__=section, backbone=(str | None, described))
-    cls.backbone_names = names
+    cls.backbone_names, cls.family_name = names, family
     return cls

@@ -185,7 +185,8 @@ class SpecError(ValueError):
 def _foreign_field_hint(section: str, key: str) -> str:
     """Which families' sections take a key this family's does not, as a hint."""
     owners = [f.name for f in families() if key in getattr(f, f"{section}_section", _Spec).model_fields]
-    return f" (a field of the {', '.join(owners)} famil{'ies' if len(owners) > 1 else 'y'}' {section} section)" if owners else ""
+    whose = "families'" if len(owners) > 1 else "family's"
+    return f" (a field of the {', '.join(owners)} {whose} {section} section)" if owners else ""
 
 
 def format_validation_error(error: ValidationError, *, tag: str | None = None) -> str:

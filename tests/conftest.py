@@ -15,7 +15,7 @@ import psutil
 import pytest
 import yaml
 
-from biomed.synthetic import write_planted_text
+from biomed.families.text.planted import write_planted_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Tests never join (or stop) a local head the developer may have running under ~/.biomed.
@@ -165,22 +165,22 @@ def cpu_placement_groups(*, settle_s: float = 15.0) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def family_dir(tmp_path_factory) -> Path:
-    """Planted-signal train/test files for every non-text family (see biomed.synthetic)."""
+    """Planted-signal train/test files for every non-text family (each family's `planted`)."""
     import pyarrow.parquet as pq
 
-    from biomed import synthetic
+    from biomed.families import get_family
 
     root = tmp_path_factory.mktemp("families")
     makers = {
-        "dna": lambda n, seed: synthetic.planted_sequence_table("dna", n, seed=seed),
-        "protein": lambda n, seed: synthetic.planted_sequence_table("protein", n, seed=seed),
-        "smiles": synthetic.planted_smiles_table,
-        "tabular": synthetic.planted_tabular_table,
-        "survival": synthetic.planted_survival_table,
+        "dna": get_family("dna").planted,
+        "protein": get_family("protein").planted,
+        "smiles": get_family("smiles").planted,
+        "tabular": get_family("tabular").planted,
+        "survival": lambda n, seed: get_family("tabular").planted(n, seed=seed, target="survival"),
     }
     for family, make in makers.items():
-        pq.write_table(make(400, seed=1), root / f"{family}_train.parquet")
-        pq.write_table(make(150, seed=2), root / f"{family}_test.parquet")
+        pq.write_table(make(400, seed=1)[0], root / f"{family}_train.parquet")
+        pq.write_table(make(150, seed=2)[0], root / f"{family}_test.parquet")
     return root
 
 
@@ -227,15 +227,15 @@ def register_untrained_backbone(storage: Path, name: str, family: str, kind: str
     """A tiny real backbone in the registry as `biomed pretrain` leaves one, its tokenizer of
     `kind` trained on `texts`, its weights untrained; returns the registered folder."""
     from biomed.checkpoint import save_model_checkpoint
-    from biomed.encoding import TokenEncoder
-    from biomed.mlm import build_masked_lm, family_tokenizer
-    from biomed.tokenization import SequenceEncoder
+    from biomed.families.sequence.backbones import TINY_BERT, build_masked_lm
+    from biomed.families.sequence.tokens import SequenceEncoder, TokenEncoder
+    from biomed.mlm import family_tokenizer
     from jobs.registry import registry_for
 
     tokenizer = family_tokenizer(family, kind, texts, vocab_size=50, kmer_size=3)
     kmer = {"kmer_size": 3, "kmer_stride": 1} if kind == "kmer" else {}
     folder = storage / "staging" / name
     encoder = TokenEncoder(SequenceEncoder(input_kind=family, tokenizer=tokenizer, **kmer))
-    save_model_checkpoint(build_masked_lm(preset="tiny-bert", vocab_size=len(tokenizer)), encoder, folder, {"kind": "backbone"})
+    save_model_checkpoint(build_masked_lm(TINY_BERT, vocab_size=len(tokenizer)), encoder, folder, {"kind": "backbone"})
     entry = registry_for(storage).register(name=name, model_dir=folder, record={"kind": "backbone", "family": family}, selection={"metric": "val_loss", "mode": "min", "value": 1.0})
     return Path(entry["path"])

@@ -8,14 +8,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from biomed.data import Columns, load_examples, stratified_split
-from biomed.inputs import TextValidator
+from biomed.families.text import TextValidator
+from biomed.targets import TARGETS
 from biomed.metrics import classification_metrics
 from biomed.batching import epoch_batches
 
 
 def _load_text(path):
     columns = Columns(input="text", label="label")
-    return load_examples(path, columns=columns, target_kind="classification", labels=["x", "y"], validator=TextValidator())
+    return load_examples(path, columns=columns, target=TARGETS["classification"], labels=["x", "y"], validator=TextValidator())
 
 
 def test_missing_text_and_label_rows_are_reported_not_hidden(tmp_path):
@@ -77,14 +78,14 @@ def test_drug_reviews_builder_on_the_real_package(tmp_path):
 
 
 def test_head_gets_its_own_learning_rate_and_norms_no_decay(planted_dir, tmp_path):
-    from biomed.models import build_classifier
+    from biomed.families.sequence.backbones import TINY_BERT, build_bert_classifier
     from jobs.spec import parse_spec
     from jobs.worker import optimizer_for as _optimizer
     from tests.conftest import tiny_spec
 
     raw = tiny_spec(planted_dir, tmp_path)
     raw["training"] = {**raw["training"], "learning_rate": 1e-4, "head_learning_rate": 1e-2, "weight_decay": 0.05}
-    model = build_classifier(backbone="tiny-bert", path=None, labels=["a", "b", "c"], num_outputs=3, dropout=None, vocab_size=30522)
+    model = build_bert_classifier(TINY_BERT, path=None, labels=["a", "b", "c"], num_outputs=3, dropout=None, vocab_size=30522)
     optimizer = _optimizer(model, parse_spec(raw))
     by_id = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     params = dict(model.named_parameters())

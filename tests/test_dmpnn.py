@@ -18,8 +18,9 @@ from safetensors.torch import load_file
 
 from biomed.checkpoint import Predictor
 from biomed.inputs import InvalidInputs
-from biomed.synthetic import planted_nitro_table
+from biomed.families.molecules.planted import planted_nitro_table
 from jobs.registry import RegistryError, registry_for
+from jobs.resolve import resolve_raw
 from jobs.spec import SpecError, parse_spec
 
 
@@ -181,8 +182,9 @@ def test_dmpnn_over_real_serve_http(nitro_run, monkeypatch):
 
 def test_dmpnn_fields_are_checked_before_compute(nitro_dir, tmp_path):
     spec = nitro_spec(nitro_dir, tmp_path)
-    parsed = parse_spec({**spec, "model": {"backbone": "dmpnn"}})
+    parsed = resolve_raw({**spec, "model": {"backbone": "dmpnn"}}).spec
     assert (parsed.model.depth, parsed.model.hidden_size, parsed.model.ffn_num_layers, parsed.training.group_by_length) == (3, 300, 1, False)
+    assert parsed.training.learning_rate == 1e-3  # chemprop's peak rate, unless the spec sets one
     with pytest.raises(SpecError, match="model.depth sets the 'dmpnn' backbone only"):
         parse_spec({**spec, "model": {"backbone": "tiny-bert", "depth": 4}})
     with pytest.raises(SpecError, match="aggregation"):
@@ -195,22 +197,22 @@ def test_dmpnn_fields_are_checked_before_compute(nitro_dir, tmp_path):
         parse_spec({**spec, "tune": {"search_space": {"model.backbone": {"choice": ["dmpnn"]}}}})
 
 
-def test_molecule_features_are_fitted_on_training_and_saved(tmp_path):
+def test_molecule_features_are_fitted_on_training_and_saved(nitro_dir, tmp_path):
     from biomed.checkpoint import read_metadata, save_model_checkpoint
-    from biomed.encoding import build_encoder, load_encoder
-    from biomed.models import build_classifier
 
+    model = {"backbone": "dmpnn", "depth": 2, "hidden_size": 16, "aggregation": "mean", "batch_norm": True, "ffn_hidden_size": 8, "ffn_num_layers": 1, "molecule_features": "rdkit_2d"}
+    job = resolve_raw({**nitro_spec(nitro_dir, tmp_path), "model": model})
+    family = job.family
     train = planted_nitro_table(60, seed=3).column("smiles").to_pylist()
-    encoder = build_encoder("smiles", train_inputs=train, graphs=True, molecule_features="rdkit_2d")
+    encoder = family.build_encoder(job, train_inputs=train, statistics=None)
     features = encoder.encode(train).features
     assert features.shape[1] == encoder.num_features > 100
     # Standardised on the training split (a few heavy-tailed descriptors are clipped, so most, not all, columns centre exactly).
     assert np.median(np.abs(features.mean(0))) < 1e-6 and np.abs(features).max() <= 6.0
-    graph = {"depth": 2, "hidden_size": 16, "aggregation": "mean", "batch_norm": True, "ffn_hidden_size": 8, "ffn_num_layers": 1,
-             "atom_fdim": encoder.atom_fdim, "bond_fdim": encoder.bond_fdim}
-    model = build_classifier(backbone="dmpnn", path=None, labels=["a", "b"], num_outputs=2, dropout=None, num_features=encoder.num_features, graph=graph).eval()
+    model = family.build_model(job, encoder=encoder, labels=["a", "b"], num_outputs=2).eval()
+    assert (model.config.depth, model.config.num_features) == (2, encoder.num_features)
     save_model_checkpoint(model, encoder, tmp_path, {"task": "molecule_classification", "labels": ["a", "b"], "max_seq_length": 0, "validator": {"kind": "smiles"}})
-    reloaded = load_encoder(tmp_path, read_metadata(tmp_path))
+    reloaded = family.load_encoder(tmp_path, read_metadata(tmp_path))
     unseen = planted_nitro_table(10, seed=4).column("smiles").to_pylist()
     np.testing.assert_array_equal(reloaded.encode(unseen).features, encoder.encode(unseen).features)
 

@@ -9,13 +9,17 @@ import pytest
 import torch
 
 from biomed.data import Columns, load_examples
-from biomed.inputs import InvalidInputs, SmilesValidator, TabularValidator, sequence_validator
+from biomed.families import get_family
+from biomed.families.dna import kmer_tokenizer, kmerize
+from biomed.families.molecules.chem import murcko_scaffold, scaffold_split
+from biomed.families.molecules.smiles import SmilesValidator, smiles_tokenizer
+from biomed.families.sequence.tokens import SequenceEncoder
+from biomed.families.tabular.features import TabularPreprocessor, TabularValidator
+from biomed.inputs import InvalidInputs
 from biomed.metrics import bootstrap_ci, expected_calibration_error
-from biomed.molecules import murcko_scaffold, scaffold_split
-from biomed.tabular import TabularPreprocessor
-from biomed.targets import cox_partial_likelihood_loss
-from biomed.tokenization import SequenceEncoder, build_sequence_encoder, kmerize
-from jobs.spec import SpecError, parse_spec
+from biomed.targets import TARGETS, cox_partial_likelihood_loss
+from jobs.resolve import resolve_raw
+from jobs.spec import SpecError
 from tests.conftest import family_spec
 
 
@@ -26,7 +30,7 @@ def test_kmers_overlap_with_stride_and_cover_the_tail():
 
 
 def test_kmer_tokenizer_round_trips_through_save_pretrained(tmp_path):
-    encoder = build_sequence_encoder("dna", kmer_size=4, kmer_stride=2)
+    encoder = SequenceEncoder("dna", kmer_tokenizer(4), kmer_size=4, kmer_stride=2)
     assert encoder.vocab_size == 5**4 + 5  # every A/C/G/T/N 4-mer plus the special tokens
     ids = encoder.encode(["ACGTNACGTA", "TTTT"], max_length=32)
     unk = encoder.tokenizer.unk_token_id
@@ -38,13 +42,13 @@ def test_kmer_tokenizer_round_trips_through_save_pretrained(tmp_path):
 
 
 def test_dna_and_protein_alphabets_name_row_and_position():
-    dna = sequence_validator("dna")
+    dna = get_family("dna").make_check()
     assert dna.validate(["acgtn", " ACGT "]) == ["ACGTN", "ACGT"]
     with pytest.raises(InvalidInputs) as error:
         dna.validate(["ACGT", "ACGU", "AC-T"])
     assert [p[0] for p in error.value.problems] == [1, 2]
     assert "'U' at position 3" in str(error.value) and "'-' at position 2" in str(error.value)
-    protein = sequence_validator("protein")
+    protein = get_family("protein").make_check()
     assert protein.validate(["mkwv"]) == ["MKWV"]
     with pytest.raises(InvalidInputs, match="'J' at position 2 is not in the protein alphabet"):
         protein.validate(["MKJV"])
@@ -53,19 +57,19 @@ def test_dna_and_protein_alphabets_name_row_and_position():
 
 
 def test_smiles_tokenizer_splits_atoms_and_bracket_atoms():
-    encoder = build_sequence_encoder("smiles", train_inputs=["CC(Cl)Br", "c1cc[nH]c1", "[NH4+].O"])
+    encoder = SequenceEncoder("smiles", smiles_tokenizer(["CC(Cl)Br", "c1cc[nH]c1", "[NH4+].O"]))
     tokens = encoder.tokenizer.tokenize("BrCC(Cl)c1cc[nH]c1")
     assert tokens == ["Br", "C", "C", "(", "Cl", ")", "c", "1", "c", "c", "[nH]", "c", "1"]
     assert encoder.tokenizer.tokenize("I")[0] == "[UNK]"  # iodine was never seen in training
     # The vocabulary is sorted, not ranked by frequency: the same on every DDP worker.
-    again = build_sequence_encoder("smiles", train_inputs=["[NH4+].O", "c1cc[nH]c1", "CC(Cl)Br"])
+    again = SequenceEncoder("smiles", smiles_tokenizer(["[NH4+].O", "c1cc[nH]c1", "CC(Cl)Br"]))
     assert again.tokenizer.get_vocab() == encoder.tokenizer.get_vocab()
 
 
 def test_invalid_smiles_rows_are_named_or_dropped_and_reported(tmp_path):
     path = tmp_path / "mols.parquet"
     pq.write_table(pa.table({"smiles": ["CCO", "C1CC", "c1ccccc1", "C(C", "OCC"], "y": [1.0, 2.0, 3.0, 4.0, 5.0]}), path)
-    kwargs = {"columns": Columns(input="smiles", label="y"), "target_kind": "regression", "labels": None, "validator": SmilesValidator()}
+    kwargs = {"columns": Columns(input="smiles", label="y"), "target": TARGETS["regression"], "labels": None, "validator": SmilesValidator()}
     with pytest.raises(ValueError) as error:
         load_examples(path, **kwargs)
     assert "2 invalid inputs" in str(error.value) and "row 1:" in str(error.value) and "row 3:" in str(error.value)
@@ -140,9 +144,10 @@ def test_calibration_error_and_bootstrap_interval():
 @pytest.mark.parametrize(
     "family,change,message",
     [
-        ("dna", {"data": {"split": "scaffold"}}, "data.split 'scaffold' needs molecules"),
-        ("dna", {"model": {"backbone": "mlp"}}, "backbone 'mlp' takes ['tabular'] inputs, not 'dna'"),
-        ("protein", {"model": {"backbone": "all-minilm-l6-v2"}}, "backbones for 'protein': ['antiberty', 'small-bert', 'tiny-bert']"),
+        ("dna", {"data": {"split": "scaffold"}}, "data.split 'scaffold' is not offered for task 'dna_classification', which reads dna inputs"),
+        ("dna", {"model": {"backbone": "mlp"}}, "backbone 'mlp' takes ['tabular'] inputs"),
+        ("protein", {"model": {"backbone": "all-minilm-l6-v2"}}, "the protein family; its backbones: ['antiberty', 'small-bert', 'tiny-bert']"),
+        ("protein", {"model": {"hidden_sizes": [8]}}, "model.hidden_sizes: unknown key (a field of the tabular family's model section)"),
         ("dna", {"model": {"kmer_size": 3, "kmer_stride": 4}}, "kmer_stride 4 is larger than kmer_size 3"),
         ("tabular", {"data": {"numeric_columns": [], "categorical_columns": []}}, "needs feature columns"),
         ("tabular", {"data": {"numeric_columns": ["x1", "nope"]}}, "data.train_path: column 'nope' is not a column"),
@@ -157,22 +162,22 @@ def test_family_specs_are_checked_before_any_compute(family_dir, tmp_path, famil
     for section, values in change.items():
         raw[section] = {**raw.get(section, {}), **values}
     with pytest.raises(SpecError) as error:
-        parse_spec(raw)
+        resolve_raw(raw)
     assert message in str(error.value)
 
 
 def test_antiberty_backbone_loads_its_pretrained_weights_and_residue_vocabulary():
-    from biomed.datasets import package_dir
-    from biomed.models import BACKBONES, backbone_tokenizer, build_classifier
+    from biomed.families.protein import ANTIBERTY
+    from biomed.families.sequence.backbones import build_bert_classifier
 
-    encoder = build_sequence_encoder("protein", backbone_tokenizer=backbone_tokenizer(backbone="antiberty", path=None, input_kind="protein"))
+    encoder = SequenceEncoder("protein", ANTIBERTY.tokenizer())
     ids = encoder.encode(["EVQLVESGGGLVQ", "MKWX"], max_length=32)
     vocab = encoder.tokenizer.get_vocab()
     assert ids[0][1:-1] == [vocab[r] for r in "EVQLVESGGGLVQ"]  # one token per residue, none unknown
     assert ids[1][1:-1] == [vocab["M"], vocab["K"], vocab["W"], encoder.tokenizer.unk_token_id]  # X → [UNK]
-    model = build_classifier(backbone="antiberty", path=None, labels=["a", "b"], num_outputs=2, dropout=None)
+    model = build_bert_classifier(ANTIBERTY, path=None, labels=["a", "b"], num_outputs=2, dropout=None)
     assert sum(p.numel() for p in model.parameters()) > 25_000_000
-    pretrained = torch.load(package_dir("antiberty") / BACKBONES["antiberty"].subdir / "pytorch_model.bin", weights_only=True, map_location="cpu")
+    pretrained = torch.load(ANTIBERTY.path() / "pytorch_model.bin", weights_only=True, map_location="cpu")
     key = "bert.encoder.layer.7.output.dense.weight"
     assert torch.equal(model.state_dict()[key], pretrained[key])
 
@@ -180,19 +185,24 @@ def test_antiberty_backbone_loads_its_pretrained_weights_and_residue_vocabulary(
 def test_baselines_of_the_other_targets_learn_planted_signals():
     """Morgan + forest for molecule classification and ridge for tabular regression (their
     model paths share the tested code; their baselines do not)."""
-    from biomed import synthetic
-    from biomed.baselines import BASELINES, BaselineContext
+    from biomed.baselines import BaselineContext
     from biomed.metrics import classification_metrics, regression_metrics
 
-    mols = synthetic.planted_smiles_table(300, seed=0).to_pylist()
+    classification, regression = TARGETS["classification"], TARGETS["regression"]
+    mols = get_family("smiles").planted(300, seed=0)[0].to_pylist()
     smiles = [r["smiles"] for r in mols]
     has_chlorine = np.array([int("Cl" in s) for s in smiles])
-    ctx = BaselineContext(num_classes=2, seed=0, target_kind="classification")
-    probs = BASELINES["morgan_random_forest"](smiles[:200], has_chlorine[:200], smiles[200:], ctx)
+    ctx = BaselineContext(num_classes=2, seed=0, target=classification)
+    baseline = get_family("smiles").baseline(classification)
+    assert baseline.name == "morgan_random_forest"
+    probs = baseline.fit_predict(smiles[:200], has_chlorine[:200], smiles[200:], ctx)
     assert classification_metrics(has_chlorine[200:], probs)["auroc"] > 0.95
 
-    rows = synthetic.planted_tabular_table(300, seed=0).to_pylist()
+    tabular = get_family("tabular")
+    rows = tabular.planted(300, seed=0)[0].to_pylist()
     features = [{k: r[k] for k in ("x1", "x2", "x3", "x4", "site")} for r in rows]
     value = np.array([r["x1"] - 2 * r["x2"] for r in rows])
-    ctx = BaselineContext(num_classes=0, seed=0, target_kind="regression", numeric=("x1", "x2", "x3", "x4"), categorical=("site",))
-    assert regression_metrics(value[200:], BASELINES["ridge"](features[:200], value[:200], features[200:], ctx))["r2"] > 0.99
+    ctx = BaselineContext(num_classes=0, seed=0, target=regression, options={"numeric": ("x1", "x2", "x3", "x4"), "categorical": ("site",)})
+    ridge = tabular.baseline(regression)
+    assert ridge.name == "ridge"
+    assert regression_metrics(value[200:], ridge.fit_predict(features[:200], value[:200], features[200:], ctx))["r2"] > 0.99

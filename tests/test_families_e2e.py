@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from biomed.checkpoint import Predictor
-from biomed.tasks import get_task
+from jobs.resolve import resolve_raw
 from jobs.spec import parse_spec
 from jobs.splits import load_splits
 from tests.conftest import FAMILY_SPECS, family_spec
@@ -49,10 +49,10 @@ def test_family_learns_its_planted_signal_and_round_trips(family_models, family_
 
     # A fresh Predictor on the registered folder reproduces the job's test metrics from the
     # raw test file: the same validation, encoding and target scaling as in training.
-    spec = parse_spec(family_spec(family, family_dir, tmp_path))
-    test = load_splits(spec).test
+    job = resolve_raw(family_spec(family, family_dir, tmp_path))
+    test = load_splits(job).test
     predictor = Predictor(directory=model_dir)
-    scores = get_task(spec.task.name).compute_metrics(test.targets, predictor.predict(test.inputs))
+    scores = job.task.compute_metrics(test.targets, predictor.predict(test.inputs))
     assert scores[metric] == pytest.approx(summary["test_metrics"][metric], abs=1e-6)
 
 

@@ -22,13 +22,14 @@ needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine
 def served_model_dir(tmp_path_factory) -> Path:
     """An untrained tiny BERT classifier in the checkpoint format (what the registry serves)."""
     from biomed.checkpoint import save_model_checkpoint
-    from biomed.encoding import build_encoder
-    from biomed.models import backbone_tokenizer, build_classifier
+    from biomed.families.sequence.backbones import build_bert_classifier
+    from biomed.families.sequence.tokens import SequenceEncoder, TokenEncoder
+    from biomed.families.text import BACKBONES
 
     labels = ["cardiac", "renal", "hepatic"]
-    encoder = build_encoder("text", train_inputs=[], backbone_tokenizer=backbone_tokenizer(backbone="tiny-bert", path=None, input_kind="text"))
+    encoder = TokenEncoder(SequenceEncoder("text", BACKBONES["tiny-bert"].tokenizer()))
     torch.manual_seed(0)
-    model = build_classifier(backbone="tiny-bert", path=None, labels=labels, num_outputs=3, dropout=None, vocab_size=encoder.vocab_size)
+    model = build_bert_classifier(BACKBONES["tiny-bert"], path=None, labels=labels, num_outputs=3, dropout=None, vocab_size=encoder.vocab_size)
     directory = tmp_path_factory.mktemp("gpu") / "model"
     save_model_checkpoint(model, encoder, directory, {"task": "text_classification", "labels": labels, "max_seq_length": 40, "validator": {"kind": "text"}})
     return directory
@@ -55,9 +56,9 @@ def test_gpu_check_training_rows_run_on_cpu():
     assert all(r["tokens_per_s"] > 0 and r["mfu"] is None for r in rows)  # no peak FLOP/s for a CPU
     assert figures["speedup_vs_fp32"]["minilm_bf16"] > 0
     # "random" only where the weights did not travel (scripts/gpu_bundle.sh on a GPU machine).
-    from biomed.models import BACKBONES
+    from biomed.families.text import MINILM
 
-    packaged = (BACKBONES["all-minilm-l6-v2"].path() / "model.safetensors").is_file()
+    packaged = (MINILM.path() / "model.safetensors").is_file()
     assert figures["minilm_weights"] == ("packaged" if packaged else "random")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from biomed.synthetic_images import planted_lesion_images
+from biomed.families.images.planted import planted_lesion_images
 from jobs.spec import parse_spec
 from tests.conftest import tiny_spec
 
@@ -154,8 +154,8 @@ def test_a_killed_augmented_run_resumes_with_the_weights_of_an_uninterrupted_one
     import torch
     from safetensors.torch import load_file
 
-    from biomed.data import fingerprint_files
-    from jobs.train import run_name, train
+    from jobs.resolve import resolve_raw
+    from jobs.train import train
     from jobs.worker import MODEL_DIR, STATE_FILE
     from tests.conftest import committed, run_killed_once
 
@@ -163,8 +163,8 @@ def test_a_killed_augmented_run_resumes_with_the_weights_of_an_uninterrupted_one
         raw = lesion_spec(lesion_dir, storage, epochs=3, augment_strength=1.0)
         raw["failure"] = {"max_failures": 2}
         raw["checkpointing"] = {"every_n_steps": 4, "num_to_keep": 2}
-        spec = parse_spec(raw)
-        return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
+        job = resolve_raw(raw)
+        return job, Path(job.spec.storage_path) / job.run_name
 
     spec, whole_dir = spec_in(tmp_path / "whole")
     train(spec)

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from biomed.images import DicomOptions, ImageError, ImageFileValidator, ImageLimits, ImageValidator, decode_image
+from biomed.families.images.decode import DicomOptions, ImageError, ImageFileValidator, ImageLimits, ImageValidator, decode_image
 from biomed.inputs import InvalidInputs
+from biomed.targets import TARGETS
 
 
 def dicom(name: str) -> bytes:
@@ -121,10 +122,9 @@ def test_file_validator_names_the_row_and_file(tmp_path):
     assert "patient note" not in str(error.value)
     assert validator.validate(["ok.png"])[0].shape == (32, 32)
     # Served models check bytes, never server paths: the record keeps the image check only.
-    from biomed.checkpoint import load_validator
-    from biomed.inputs import validator_to_dict
+    from biomed.inputs import validator_from_dict, validator_to_dict
 
-    assert isinstance(load_validator(validator_to_dict(validator)), ImageValidator)
+    assert isinstance(validator_from_dict(validator_to_dict(validator)), ImageValidator)
 
 
 def test_invalid_images_are_dropped_and_reported_through_the_loader(tmp_path):
@@ -136,7 +136,7 @@ def test_invalid_images_are_dropped_and_reported_through_the_loader(tmp_path):
     (tmp_path / "b.png").write_bytes(b"broken")
     pq.write_table(pa.table({"image": ["a.png", "b.png", "a.png"], "label": ["x", "y", "y"]}), tmp_path / "t.parquet")
     columns = Columns(input="image", label="label")
-    kwargs = dict(columns=columns, target_kind="classification", labels=["x", "y"], validator=ImageFileValidator())
+    kwargs = dict(columns=columns, target=TARGETS["classification"], labels=["x", "y"], validator=ImageFileValidator())
     with pytest.raises(ValueError, match="row 1: file 'b.png': not a PNG, JPEG or DICOM image"):
         load_examples(tmp_path / "t.parquet", **kwargs)
     kept = load_examples(tmp_path / "t.parquet", on_invalid="drop", **kwargs)
@@ -144,8 +144,8 @@ def test_invalid_images_are_dropped_and_reported_through_the_loader(tmp_path):
 
 
 def test_the_monai_pipeline_prepares_augments_and_round_trips():
-    from biomed.image_encoding import ImageEncoder
-    from biomed.image_transforms import ImagePipeline
+    from biomed.families.images.encoding import ImageEncoder
+    from biomed.families.images.transforms import ImagePipeline
 
     gray, rgb = np.random.default_rng(1).random((50, 70), dtype=np.float32), np.random.default_rng(2).random((40, 40, 3), dtype=np.float32)
     encoder = ImageEncoder(ImagePipeline(image_size=32, channels=3, intensity="imagenet", augment_strength=1.0))
@@ -183,9 +183,9 @@ def test_efficientnet_keeps_its_imagenet_weights_and_every_backbone_reloads(tmp_
     from efficientnet_lite_pytorch import EfficientNet
     from transformers import AutoModelForImageClassification
 
-    from biomed.image_encoding import ImageEncoder
-    from biomed.image_transforms import ImagePipeline
-    from biomed.models import build_classifier
+    from biomed.families.images.encoding import ImageEncoder
+    from biomed.families.images.transforms import ImagePipeline
+    from biomed.families.images.vision import build_image_classifier
 
     cat = decode_image((Path(skimage.__file__).parent / "data" / "chelsea.png").read_bytes())
     batch = ImageEncoder(ImagePipeline(image_size=224, intensity="imagenet")).encode([cat]).batch([0])
@@ -195,7 +195,7 @@ def test_efficientnet_keeps_its_imagenet_weights_and_every_backbone_reloads(tmp_
         assert int(full.eval()(batch["pixel_values"]).argmax()) == 285  # ImageNet "Egyptian cat"
     for name in ("efficientnet-lite0", "small-cnn", "tiny-vit"):
         size = 224 if name == "efficientnet-lite0" else 64
-        model = build_classifier(backbone=name, path=None, labels=["a", "b"], num_outputs=2, dropout=None, image={"image_size": size}).eval()
+        model = build_image_classifier(name, num_labels=2, id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1}, dropout=None, image_size=size, num_channels=3).eval()
         if name == "efficientnet-lite0":
             assert torch.equal(model.body._conv_stem.weight, full._conv_stem.weight)
         pixels = torch.nn.functional.interpolate(batch["pixel_values"], size=(size, size))
@@ -233,16 +233,17 @@ def image_spec(folder: Path, storage: Path, **sections) -> dict:
 
 
 def test_image_specs_are_checked_before_compute(tmp_path):
-    from biomed.synthetic_images import planted_lesion_images
+    from biomed.families.images.planted import planted_lesion_images
+    from jobs.resolve import resolve_raw
     from jobs.spec import SpecError, parse_spec
 
     pq.write_table(planted_lesion_images(tmp_path, 12, seed=0), tmp_path / "train.parquet")
     pq.write_table(planted_lesion_images(tmp_path, 6, seed=1), tmp_path / "test.parquet")
-    parsed = parse_spec(image_spec(tmp_path, tmp_path, training={"augment_strength": 0.5}))
+    parsed = resolve_raw(image_spec(tmp_path, tmp_path, training={"augment_strength": 0.5})).spec
     assert parsed.task.labels == ["clear", "lesion"] and parsed.training.group_by_length is False
-    with pytest.raises(SpecError, match="backbone 'tiny-bert' takes .* not 'image'"):
+    with pytest.raises(SpecError, match="unknown backbone 'tiny-bert' for the image family"):
         parse_spec(image_spec(tmp_path, tmp_path, model={"backbone": "tiny-bert"}))
-    with pytest.raises(SpecError, match="training.augment_strength is for image tasks"):
+    with pytest.raises(SpecError, match="training.augment_strength: unknown key .a field of the image family's training section."):
         parse_spec({**image_spec(tmp_path, tmp_path, training={"augment_strength": 0.5}), "task": {"name": "text_classification"}, "data": {"train_path": str(tmp_path / "train.parquet"), "text_column": "image"}, "model": {"backbone": "tiny-bert"}})
     with pytest.raises(SpecError, match="holds the training split's decoded images in memory; data.streaming 'on' streams that split"):
         parse_spec(image_spec(tmp_path, tmp_path, data={"streaming": "on"}))
@@ -252,13 +253,13 @@ def test_image_specs_are_checked_before_compute(tmp_path):
         streams_training(parse_spec(image_spec(tmp_path, tmp_path, data={"in_memory_max_rows": 10})))
     with pytest.raises(SpecError, match="window_center and window_width together"):
         parse_spec(image_spec(tmp_path, tmp_path, data={"images": {"window_center": 40}}))
-    with pytest.raises(SpecError, match="model.image_size sets image backbones only"):
-        parse_spec({**image_spec(tmp_path, tmp_path), "model": {"backbone": "tiny-bert", "image_size": 64}})
+    with pytest.raises(SpecError, match="model.image_size: unknown key .a field of the image family's model section."):
+        parse_spec({**image_spec(tmp_path, tmp_path), "task": {"name": "text_classification"}, "model": {"backbone": "tiny-bert", "image_size": 64}})
     with pytest.raises(SpecError, match="scan"):
-        parse_spec(image_spec(tmp_path, tmp_path, data={"images": {"column": "scan"}}))
+        resolve_raw(image_spec(tmp_path, tmp_path, data={"images": {"column": "scan"}}))
     # A label outside the task's set stops the job at load, before any compute.
     with pytest.raises(ValueError, match=r"outside the task's labels \(values \['lesion'\]"):
-        load_splits(parse_spec(image_spec(tmp_path, tmp_path, task={"labels": ["clear", "other"]})))
+        load_splits(resolve_raw(image_spec(tmp_path, tmp_path, task={"labels": ["clear", "other"]})))
 
 
 def test_a_folder_per_class_tree_becomes_tables(tmp_path, capsys):
@@ -294,22 +295,20 @@ def hf_image_folder(path: Path, *, mean=(0.5, 0.5, 0.5)) -> Path:
 def test_a_hugging_face_image_folder_is_checked_and_gets_a_new_head(tmp_path):
     import torch
 
-    from biomed.models import build_classifier
-    from biomed.synthetic_images import planted_lesion_images
-    from jobs.model_spec import image_settings
-    from jobs.spec import SpecError, parse_spec
+    from biomed.families.images.planted import planted_lesion_images
+    from jobs.resolve import resolve_raw
+    from jobs.spec import SpecError
 
     pq.write_table(planted_lesion_images(tmp_path, 12, seed=0), tmp_path / "train.parquet")
     pq.write_table(planted_lesion_images(tmp_path, 6, seed=1), tmp_path / "test.parquet")
     folder = hf_image_folder(tmp_path / "vit")
-    spec = parse_spec({**image_spec(tmp_path, tmp_path), "model": {"path": str(folder)}})
-    assert spec.model.pooling is None  # a text head's setting, not recorded for an image model
-    settings = image_settings(spec.model, 0.0, "image")
-    assert settings == {"image_size": 32, "channels": 3, "intensity": "unit", "augment_strength": 0.0}
-    model = build_classifier(backbone=None, path=str(folder), labels=["clear", "lesion"], num_outputs=2, dropout=None, image=settings)
+    job = resolve_raw({**image_spec(tmp_path, tmp_path), "model": {"path": str(folder)}})
+    assert "pooling" not in job.spec.model.model_fields  # a text head's setting: no field of an image model
+    assert job.settings["image"] == {"image_size": 32, "channels": 3, "intensity": "unit", "augment_strength": 0.0}
+    model = job.family.build_model(job, encoder=None, labels=["clear", "lesion"], num_outputs=2)
     assert model.config.num_labels == 2 and model(pixel_values=torch.zeros(1, 3, 32, 32)).logits.shape == (1, 2)
     with pytest.raises(SpecError, match="only ImageNet's mean/std or 0.5/0.5"):
-        parse_spec({**image_spec(tmp_path, tmp_path), "model": {"path": str(hf_image_folder(tmp_path / "odd", mean=(0.1, 0.2, 0.3)))}})
+        resolve_raw({**image_spec(tmp_path, tmp_path), "model": {"path": str(hf_image_folder(tmp_path / "odd", mean=(0.1, 0.2, 0.3)))}})
     text = {**image_spec(tmp_path, tmp_path), "task": {"name": "text_classification"}, "data": {"train_path": str(tmp_path / "train.parquet"), "text_column": "image"}, "model": {"path": str(folder)}}
-    with pytest.raises(SpecError, match="has no tokenizer files .* reads text"):
-        parse_spec(text)
+    with pytest.raises(SpecError, match="has no tokenizer files .* reads sequences"):
+        resolve_raw(text)

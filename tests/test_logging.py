@@ -78,14 +78,14 @@ def test_ray_train_logs_follow_the_verbosity(planted_dir, tmp_path, restore_biom
     from jobs.trainer import build_trainer
 
     spec = parse_spec(tiny_spec(planted_dir, tmp_path))
-    default = build_trainer(spec, name="x")
+    default = build_trainer(spec, name="x", payload={})
     assert default.run_config.logging_config.log_level == "WARNING"
     assert default.train_loop_config["verbosity"] == "default"
     log.configure("verbose", stream=io.StringIO())
-    verbose = build_trainer(spec, name="x")
+    verbose = build_trainer(spec, name="x", payload={})
     assert verbose.run_config.logging_config.log_level == "INFO"
     assert verbose.train_loop_config["verbosity"] == "verbose"
-    assert build_trainer(spec, name="x", verbosity="quiet").train_loop_config["verbosity"] == "quiet"
+    assert build_trainer(spec, name="x", payload={}, verbosity="quiet").train_loop_config["verbosity"] == "quiet"
 
 
 def test_lines_follow_stderr_after_the_stream_they_started_on_is_closed(restore_biomed_logger, monkeypatch, capsys):

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from biomed.synthetic import planted_nitro_table
+from biomed.families.molecules.planted import planted_nitro_table
+from jobs.resolve import resolve_raw
 from jobs.spec import SpecError, parse_spec
 
 
@@ -68,7 +69,7 @@ def test_molecule_features_are_refused_where_they_cannot_apply(nitro_dir, tmp_pa
     with pytest.raises(SpecError, match="standardised on the training split in memory; data.streaming 'on' streams that split"):
         parse_spec({**spec, "data": {**spec["data"], "streaming": "on"}})
     text = {**spec, "task": {"name": "text_classification"}, "data": {**spec["data"], "text_column": "smiles"}}
-    with pytest.raises(SpecError, match="are computed from molecules; task 'text_classification' reads text"):
+    with pytest.raises(SpecError, match="model.molecule_features: unknown key .a field of the smiles family's model section."):
         parse_spec(text)
     auto = {**spec, "data": {**spec["data"], "in_memory_max_rows": 100}}
     from jobs.splits import streams_training
@@ -77,23 +78,22 @@ def test_molecule_features_are_refused_where_they_cannot_apply(nitro_dir, tmp_pa
         streams_training(parse_spec(auto))
 
 
-def test_the_featured_head_saves_and_reloads_identically(tmp_path):
+def test_the_featured_head_saves_and_reloads_identically(nitro_dir, tmp_path):
     import torch
 
     from biomed.checkpoint import Predictor, read_metadata, save_model_checkpoint
-    from biomed.encoding import build_encoder, load_encoder
-    from biomed.models import build_classifier
 
+    job = resolve_raw(featured_spec(nitro_dir, tmp_path, molecule_features="morgan_count", pooling="mean"))
+    family = job.family
     train = planted_nitro_table(50, seed=13).column("smiles").to_pylist()
-    encoder = build_encoder("smiles", train_inputs=train, molecule_features="morgan_count")
+    encoder = family.build_encoder(job, train_inputs=train, statistics=None)
     assert encoder.num_features == 2048
-    model = build_classifier(backbone="tiny-bert", path=None, labels=["nitro", "none"], num_outputs=2, dropout=None,
-                             vocab_size=encoder.vocab_size, num_features=encoder.num_features, pooling="mean").eval()
+    model = family.build_model(job, encoder=encoder, labels=["nitro", "none"], num_outputs=2).eval()
     with pytest.raises(ValueError, match="reads 2048 molecule features per input, given None"):
         model(**{k: v for k, v in encoder.encode(train[:2], max_length=64).batch([0, 1]).items() if k != "features"})
     save_model_checkpoint(model, encoder, tmp_path, {"task": "molecule_classification", "labels": ["nitro", "none"], "max_seq_length": 64, "validator": {"kind": "smiles"}})
     assert json.loads((tmp_path / "config.json").read_text())["pooling"] == "mean"
-    reloaded = load_encoder(tmp_path, read_metadata(tmp_path))
+    reloaded = family.load_encoder(tmp_path, read_metadata(tmp_path))
     predictor = Predictor(directory=tmp_path)
     # The predictor's validator writes each SMILES canonically; training saw them so too.
     unseen = predictor.validate(planted_nitro_table(8, seed=14).column("smiles").to_pylist())

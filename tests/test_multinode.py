@@ -259,8 +259,8 @@ def test_fixed_size_run_waits_for_a_lost_node_and_resumes_when_it_returns(nodes,
 
 
 def test_search_trials_run_on_both_nodes_and_a_trial_on_a_lost_node_resumes_from_its_checkpoint(nodes, planted_dir, tmp_path):
-    from biomed.data import fingerprint_files
-    from jobs.trial import trial_run_name, trial_spec
+    from jobs.resolve import resolve
+    from jobs.trial import trial_job, trial_run_name
     from jobs.tune import experiment_name, tune_search
 
     base = tiny_spec(planted_dir, tmp_path, name="planted-search", scaling={"num_workers": 1})
@@ -269,9 +269,8 @@ def test_search_trials_run_on_both_nodes_and_a_trial_on_a_lost_node_resumes_from
         # A planted best: at 1e-5 the tiny BERT barely moves in 5 epochs.
         "tune": {"search_space": {"learning_rate": {"grid": [3e-3, 1e-5]}}, "search_algorithm": "grid", "num_samples": 1, "max_concurrent_trials": 2, "scheduler": {"type": "none"}},
     }
-    spec = parse_spec(raw)
-    fingerprint = fingerprint_files(spec.data.files())
-    good = tmp_path / trial_run_name(trial_spec(spec, {"learning_rate": 3e-3}), fingerprint, experiment_name(spec, fingerprint))
+    spec = resolve(parse_spec(raw))
+    good = tmp_path / trial_run_name(trial_job(spec, {"learning_rate": 3e-3}), experiment_name(spec))
     runner, outcome = in_thread(lambda: tune_search(spec))
     wait_until(lambda: latest_committed(good).startswith("checkpoint_epoch_0002"), timeout_s=300, what="the good trial's epoch 2", runner=runner)
     (host,) = set(committed_metrics(good)["worker_node_ids"].split(","))

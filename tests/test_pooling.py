@@ -1,4 +1,4 @@
-"""The mean-pooled BERT head (biomed.pooling) and how a spec picks it. No Ray."""
+"""The mean-pooled BERT head (biomed/families/sequence/heads.py) and how a spec picks it. No Ray."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import json
 import pytest
 import torch
 
-from biomed.models import build_classifier
-from jobs.spec import SpecError, parse_spec
+from biomed.families.sequence.backbones import TINY_BERT, build_bert_classifier
+from biomed.families.text import MINILM
+from jobs.resolve import resolve_raw
+from jobs.spec import SpecError
 from tests.conftest import tiny_spec
 
 
 def test_mean_pooling_ignores_padding_and_reloads_with_auto_classes(tmp_path):
-    import biomed.checkpoint  # noqa: F401  (registers the class, as a user would)
+    import biomed.families.sequence.heads  # noqa: F401  (registers the class, as a user would)
     from transformers import AutoModelForSequenceClassification
 
-    model = build_classifier(backbone="tiny-bert", path=None, labels=["a", "b"], num_outputs=2, dropout=None, vocab_size=50, pooling="mean").eval()
+    model = build_bert_classifier(TINY_BERT, path=None, labels=["a", "b"], num_outputs=2, dropout=None, vocab_size=50, pooling="mean").eval()
     ids = torch.tensor([[2, 7, 9, 11, 3]])
     padded = torch.tensor([[2, 7, 9, 11, 3, 0, 0, 0], [2, 5, 3, 0, 0, 0, 0, 0]])
     mask = (padded != 0).long()
@@ -38,11 +40,9 @@ def test_mean_pooling_ignores_padding_and_reloads_with_auto_classes(tmp_path):
 def test_mean_pooled_minilm_keeps_every_pretrained_body_weight():
     from safetensors.torch import load_file
 
-    from biomed.models import BACKBONES
-
-    model = build_classifier(backbone="all-minilm-l6-v2", path=None, labels=["a", "b"], num_outputs=2, dropout=None)
+    model = build_bert_classifier(MINILM, path=None, labels=["a", "b"], num_outputs=2, dropout=None)
     assert type(model).__name__ == "MeanPooledBertForSequenceClassification"
-    pretrained = load_file(BACKBONES["all-minilm-l6-v2"].path() / "model.safetensors")
+    pretrained = load_file(MINILM.path() / "model.safetensors")
     body = model.bert.state_dict()
     # position_ids is a non-persistent buffer in transformers 5, not a weight.
     names = [n for n in pretrained if not n.startswith("pooler.") and not n.endswith("position_ids")]
@@ -52,12 +52,12 @@ def test_mean_pooled_minilm_keeps_every_pretrained_body_weight():
 
 
 def test_spec_resolves_pooling_per_backbone_and_rejects_misuse(planted_dir, tmp_path):
-    spec = parse_spec(tiny_spec(planted_dir, tmp_path))
+    spec = resolve_raw(tiny_spec(planted_dir, tmp_path)).spec
     assert spec.model.pooling == "cls"
-    minilm = parse_spec(tiny_spec(planted_dir, tmp_path, model={"backbone": "all-minilm-l6-v2"}))
-    assert minilm.model.pooling == "mean"
-    explicit = parse_spec(tiny_spec(planted_dir, tmp_path, model={"backbone": "all-minilm-l6-v2", "pooling": "cls"}))
+    minilm = resolve_raw(tiny_spec(planted_dir, tmp_path, model={"backbone": "all-minilm-l6-v2"}))
+    assert minilm.spec.model.pooling == "mean"
+    explicit = resolve_raw(tiny_spec(planted_dir, tmp_path, model={"backbone": "all-minilm-l6-v2", "pooling": "cls"}))
     # Another architecture is another run: the run name must not resume the other's checkpoints.
     assert explicit.spec_hash() != minilm.spec_hash()
     with pytest.raises(SpecError, match="model.pooling"):
-        parse_spec(tiny_spec(planted_dir, tmp_path, model={"backbone": "tiny-bert", "pooling": "max"}))
+        resolve_raw(tiny_spec(planted_dir, tmp_path, model={"backbone": "tiny-bert", "pooling": "max"}))

@@ -20,9 +20,10 @@ import torch
 from safetensors.torch import load_file
 
 from biomed.data import fingerprint_files
-from biomed.synthetic import PLANTED_PAIR, planted_pair_corpus
+from biomed.families.protein.planted import PLANTED_PAIR, planted_pair_corpus
 from jobs.cli import main
-from jobs.pretrain_spec import parse_pretrain_spec
+from jobs.pretrain_spec import parse_pretrain_spec, resolve_pretrain
+from jobs.resolve import resolve_raw
 from jobs.registry import Registry
 from jobs.spec import SpecError, parse_spec
 from jobs.trainer import run_name
@@ -146,33 +147,32 @@ def test_fine_tuning_from_the_backbone_through_train_predict_and_serve(pretraine
 def test_a_fine_tune_refuses_a_missing_or_wrong_kind_of_backbone(pretrained, family_dir):
     storage = pretrained["storage"]
     with pytest.raises(SpecError, match="no model named 'nothing-here'"):
-        parse_spec(family_spec("protein", family_dir, storage, model={"pretrained": "nothing-here"}))
+        resolve_raw(family_spec("protein", family_dir, storage, model={"pretrained": "nothing-here"}))
     with pytest.raises(SpecError, match="pretrained on protein sequences, not dna"):
-        parse_spec(family_spec("dna", family_dir, storage, model={"pretrained": "planted-protein-mlm", "kmer_size": 3}))
+        resolve_raw(family_spec("dna", family_dir, storage, model={"pretrained": "planted-protein-mlm", "kmer_size": 3}))
 
 
 def test_a_dna_fine_tune_reads_bases_the_way_its_backbone_does(family_dir, tmp_path):
-    from biomed.encoding import build_encoder
-    from biomed.models import backbone_tokenizer
-    from jobs.spec import model_folder
+    from jobs.resolve import ResolvedJob
 
     corpus = ["ACGTACGTTATAATGGCC", "TTATAATACGTACGTAA", "GGCCGGCCACGTACGT"]
     register_untrained_backbone(tmp_path, "dna-bpe", "dna", "bpe", corpus)
     register_untrained_backbone(tmp_path, "dna-3mer", "dna", "kmer", corpus)
-    bpe = parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-bpe"}))
+    job = resolve_raw(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-bpe"}))
+    bpe = job.spec
     assert (bpe.model.pretrained, bpe.model.kmer_size) == ("dna-bpe@1", None)  # no k-mer cut: BPE over the bases
-    again = parse_spec(bpe.model_dump(mode="json"))  # as a worker re-validates it
-    assert again.model.kmer_size is None and again.spec_hash() == bpe.spec_hash()
-    tokenizer = backbone_tokenizer(backbone=None, path=model_folder(bpe), input_kind="dna")
-    encoder = build_encoder("dna", backbone_tokenizer=tokenizer, kmer_size=bpe.model.kmer_size, kmer_stride=bpe.model.kmer_stride)
+    again = ResolvedJob.from_dict(job.to_dict())  # as a worker rebuilds it
+    assert again.spec.model.kmer_size is None and again.spec_hash() == job.spec_hash()
+    encoder = job.family.build_encoder(job, train_inputs=[], statistics=None)
+    tokenizer = encoder.sequences.tokenizer
     pieces = tokenizer.convert_ids_to_tokens(encoder.sequences.encode(["TTATAATACGTACGT"], max_length=32)[0])
     assert "".join(p for p in pieces if not p.startswith("[")) == "TTATAATACGTACGT" and max(map(len, pieces)) > 3  # merges, not k-mers
     with pytest.raises(SpecError, match="model.kmer_size 3 differs from backbone 'dna-bpe', which reads DNA by BPE"):
-        parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-bpe", "kmer_size": 3}))
-    kmer = parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-3mer"}))
+        resolve_raw(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-bpe", "kmer_size": 3}))
+    kmer = resolve_raw(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-3mer"})).spec
     assert (kmer.model.kmer_size, kmer.model.kmer_stride) == (3, 1)  # the backbone's cut, not the default 6
     with pytest.raises(SpecError, match="model.kmer_size 6 differs from backbone 'dna-3mer', which reads DNA as 3-mers with stride 1"):
-        parse_spec(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-3mer", "kmer_size": 6}))
+        resolve_raw(family_spec("dna", family_dir, tmp_path, model={"pretrained": "dna-3mer", "kmer_size": 6}))
     with pytest.raises(SpecError, match="model.kmer_size null .* needs the tokenizer of model.path or model.pretrained"):
         parse_spec(family_spec("dna", family_dir, tmp_path, model={"backbone": "tiny-bert", "kmer_size": None}))
 
@@ -186,7 +186,7 @@ def test_a_pretraining_run_killed_mid_epoch_continues_at_the_next_batch(ray_clus
             training={"epochs": 2, "batch_size_per_worker": 8, "learning_rate": 3e-3, "max_seq_length": 48},
             checkpointing={"every_n_steps": 10, "eval_every_n_steps": 40},
         )
-        spec = parse_pretrain_spec(raw)
+        spec = resolve_pretrain(parse_pretrain_spec(raw))
         return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.files()))
 
     spec, whole_dir = spec_in(tmp_path / "whole")
@@ -291,12 +291,17 @@ def test_every_pretraining_field_is_described_and_unknown_keys_are_errors(tmp_pa
 
 
 def test_masking_follows_bert_and_masks_whole_kmer_spans():
-    from biomed.mlm import IGNORE_INDEX, mask_span, mask_tokens
+    from biomed.families import get_family
+    from biomed.mlm import IGNORE_INDEX, mask_tokens
+    from jobs.pretrain_spec import PretrainSpec
+
+    kmers = PretrainSpec.model_validate({"name": "x", "family": "dna", "corpus": {"train_path": "c.parquet"}, "tokenizer": {"kind": "kmer", "kmer_size": 6}, "model": {"preset": "tiny-bert"}})
 
     ids = torch.randint(5, 200, (256, 64))
     special = torch.zeros_like(ids, dtype=torch.bool)
     special[:, 0] = special[:, -1] = True  # [CLS] and [SEP] are never chosen
-    for span in (1, mask_span("kmer", kmer_size=6, kmer_stride=1)):
+    assert get_family("dna").mask_span(kmers) == 6
+    for span in (1, get_family("dna").mask_span(kmers)):
         inputs, labels = mask_tokens(ids, special, mask_id=4, vocab_size=200, span=span, generator=torch.Generator().manual_seed(0))
         chosen = labels != IGNORE_INDEX
         assert abs(chosen[:, 1:-1].float().mean().item() - 0.15) < 0.02 and not chosen[special].any()
@@ -320,7 +325,7 @@ def test_each_family_gets_its_tokenizer_from_the_corpus(tmp_path, family, tokeni
     suffix = "fasta" if family == "dna" else "txt"
     for k in range(2):
         _write(tmp_path / f"part-{k}.{suffix}", records)
-    spec = parse_pretrain_spec({"name": "m", "family": family, "corpus": {"train_path": str(tmp_path / f"*.{suffix}")}, "tokenizer": tokenizer, "model": {"preset": "tiny-bert"}, "storage_path": str(tmp_path)})
+    spec = resolve_pretrain(parse_pretrain_spec({"name": "m", "family": family, "corpus": {"train_path": str(tmp_path / f"*.{suffix}")}, "tokenizer": tokenizer, "model": {"preset": "tiny-bert"}, "storage_path": str(tmp_path)}))
     sample = TokenizerSample(spec)
     corpus_indexes(spec, sample=sample)
     built = corpus_tokenizer(spec, sample, tmp_path / "tok")

@@ -10,22 +10,42 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.pretrain_spec import load_pretrain_spec
-from jobs.spec import JobSpec, SpecError, load_spec, parse_spec
+from jobs.pretrain_spec import load_pretrain_spec, resolve_pretrain
+from jobs.resolve import ResolvedJob, resolve, resolve_raw
+from jobs.spec import SpecError, load_spec, parse_spec, spec_schema
 from tests.conftest import register_untrained_backbone, tiny_spec, write_spec
 
 
 def _error(raw: dict) -> str:
     with pytest.raises(SpecError) as info:
-        parse_spec(raw)
+        resolve_raw(raw)
     return str(info.value)
 
 
 def test_valid_spec_fills_labels_and_task_defaults(planted_dir, tmp_path):
-    spec = parse_spec(tiny_spec(planted_dir, tmp_path))
+    spec = resolve_raw(tiny_spec(planted_dir, tmp_path)).spec
     assert spec.task.labels == ["cardiac", "hepatic", "renal"]
     assert (spec.metric, spec.mode) == ("macro_f1", "max")
     assert spec.data.train_path.startswith("/")
+
+
+def test_parsing_reads_no_file_and_a_resolved_job_travels_as_a_dict(planted_dir, tmp_path):
+    """The spec is pure: parsing names no missing file and fills nothing from data; resolution
+    does that once, and a worker rebuilds the resolved job from a dict without reading again."""
+    raw = tiny_spec(planted_dir, tmp_path)
+    raw["data"] = {**raw["data"], "test_path": str(tmp_path / "not-yet.parquet")}
+    spec = parse_spec(raw)  # no file is looked at
+    assert spec.task.labels is None and spec.training.group_by_length is False
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(planted_dir, data)
+    job = resolve_raw(tiny_spec(data, tmp_path))
+    shutil.rmtree(data)  # a worker that read the files again would fail now
+    rebuilt = ResolvedJob.from_dict(json.loads(json.dumps(job.to_dict())))
+    assert rebuilt.run_name == job.run_name and rebuilt.spec == job.spec
+    with pytest.raises(ValueError, match="frozen"):
+        job.spec.task.labels = ["other"]
 
 
 def test_unknown_key_is_named(planted_dir, tmp_path):
@@ -76,10 +96,10 @@ def test_metric_the_task_does_not_produce(planted_dir, tmp_path):
 
 def test_unknown_backbone_and_exclusive_model_source(planted_dir, tmp_path):
     assert "'bert-huge'" in _error(tiny_spec(planted_dir, tmp_path, model={"backbone": "bert-huge"}))
-    from biomed.models import BACKBONES
+    from biomed.families.text import MINILM
 
-    real_folder = str(BACKBONES["all-minilm-l6-v2"].path())
-    assert parse_spec(tiny_spec(planted_dir, tmp_path, model={"path": real_folder})).model.path == real_folder
+    real_folder = str(MINILM.path())
+    assert resolve_raw(tiny_spec(planted_dir, tmp_path, model={"path": real_folder})).spec.model.path == real_folder
     both = tiny_spec(planted_dir, tmp_path, model={"backbone": "tiny-bert", "path": real_folder})
     assert "exactly one of model.backbone, model.path or model.pretrained" in _error(both)
     assert "exactly one of model.backbone, model.path or model.pretrained" in _error(tiny_spec(planted_dir, tmp_path, model={}))
@@ -96,15 +116,15 @@ def test_model_path_without_safetensors_is_refused(planted_dir, tmp_path):
 
 
 def test_run_identity_follows_training_settings_only(planted_dir, tmp_path):
-    from jobs.train import run_name
+    from dataclasses import replace
 
-    base = parse_spec(tiny_spec(planted_dir, tmp_path))
-    same = parse_spec(tiny_spec(planted_dir, tmp_path))
-    changed = parse_spec(tiny_spec(planted_dir, tmp_path, training={**tiny_spec(planted_dir, tmp_path)["training"], "learning_rate": 1e-3}))
-    retries = parse_spec(tiny_spec(planted_dir, tmp_path, failure={"max_failures": 5}))
-    assert run_name(base, "fp") == run_name(same, "fp") == run_name(retries, "fp")
-    assert run_name(changed, "fp") != run_name(base, "fp")
-    assert run_name(base, "other-data") != run_name(base, "fp")
+    base = resolve_raw(tiny_spec(planted_dir, tmp_path))
+    same = resolve_raw(tiny_spec(planted_dir, tmp_path))
+    changed = resolve_raw(tiny_spec(planted_dir, tmp_path, training={**tiny_spec(planted_dir, tmp_path)["training"], "learning_rate": 1e-3}))
+    retries = resolve_raw(tiny_spec(planted_dir, tmp_path, failure={"max_failures": 5}))
+    assert base.run_name == same.run_name == retries.run_name
+    assert changed.run_name != base.run_name
+    assert replace(base, data_fingerprint="other-data").run_name != base.run_name
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -126,7 +146,8 @@ def test_cli_validate_ok_and_bad_without_ray(planted_dir, tmp_path):
 
 
 def test_schema_describes_every_field():
-    schema = JobSpec.model_json_schema()
+    schema = spec_schema()
+    assert len(schema["oneOf"]) >= 6  # one arm per task family
     defs = schema["$defs"]
     for model in [schema, *defs.values()]:
         for name, prop in model.get("properties", {}).items():
@@ -150,11 +171,11 @@ def test_shipped_configs_validate(tmp_path, monkeypatch):
         raw = yaml.safe_load(path.read_text())
         assert path.read_text().startswith("# "), f"{path.name} has no header"
         if "family" in raw:  # a `biomed pretrain` spec
-            spec = load_pretrain_spec(path)
+            spec = resolve_pretrain(load_pretrain_spec(path))
             families.add(spec.family)
             register_untrained_backbone(Path(spec.storage_path), spec.name, spec.family, "wordlevel", ["CCO", "c1ccccc1N", "CC(=O)Cl"])  # what running it would register
         else:
-            spec = load_spec(path)
+            spec = resolve(load_spec(path)).spec
             tasks.add(spec.task.name)
         assert spec.storage_path.startswith(str(tmp_path))
     assert "smiles" in families
@@ -169,10 +190,10 @@ def test_step_checkpoint_and_length_grouping_fields(planted_dir, tmp_path, famil
     assert "checkpointing.every_n_steps" in _error(raw) and "0" in _error(raw)
     spec = parse_spec(tiny_spec(planted_dir, tmp_path, checkpointing={"every_n_steps": 50, "eval_every_n_steps": 200}))
     assert (spec.checkpointing.every_n_steps, spec.checkpointing.eval_every_n_steps) == (50, 200)
-    assert parse_spec(tiny_spec(planted_dir, tmp_path, training={"epochs": 1})).training.group_by_length  # on by default for sequences
-    assert not parse_spec(tiny_spec(planted_dir, tmp_path, training={"group_by_length": False})).training.group_by_length
+    assert resolve_raw(tiny_spec(planted_dir, tmp_path, training={"epochs": 1})).spec.training.group_by_length  # on by default for sequences
+    assert not resolve_raw(tiny_spec(planted_dir, tmp_path, training={"group_by_length": False})).spec.training.group_by_length
     tabular = family_spec("tabular", family_dir, tmp_path)
-    assert parse_spec(tabular).training.group_by_length is False  # off for feature rows
+    assert resolve_raw(tabular).spec.training.group_by_length is False  # off for feature rows
     tabular["training"] = {**tabular["training"], "group_by_length": True}
     assert "training.group_by_length is for sequence inputs" in _error(tabular)
 

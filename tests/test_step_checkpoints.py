@@ -12,11 +12,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from biomed.data import fingerprint_files
-from biomed.synthetic import write_planted_text
-from jobs.spec import parse_spec
+from biomed.families.text.planted import write_planted_text
+from jobs.resolve import resolve_raw
 from jobs.splits import load_splits
-from jobs.train import run_name, train
+from jobs.train import train
 from jobs.worker import MODEL_DIR, STATE_FILE
 from tests.conftest import committed, run_killed_once, tiny_spec
 
@@ -28,8 +27,8 @@ def _spec(data: Path, storage: Path):
     raw["data"] = {"train_path": str(data / "train.parquet")}
     raw["training"] = {**raw["training"], "epochs": 3, "precision": "bf16", "gradient_accumulation_steps": 2}
     raw["checkpointing"] = {"every_n_steps": EVERY_N_STEPS, "eval_every_n_steps": 30, "num_to_keep": 2}
-    spec = parse_spec(raw)
-    return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
+    job = resolve_raw(raw)
+    return job, Path(job.spec.storage_path) / job.run_name
 
 
 def test_killed_mid_epoch_resumes_at_next_batch_with_same_weights(ray_cluster, tmp_path):

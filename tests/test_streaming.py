@@ -14,17 +14,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from biomed import synthetic
+from biomed.families.protein.planted import MOTIF
+from biomed.families.sequence.planted import motif_table
 from biomed.batching import assign_units, epoch_batches, stream_batch_sizes, stream_windows, window_order
-from biomed.data import fingerprint_files
-from biomed.encoding import build_encoder
 from jobs.cli import main
-from jobs.spec import parse_spec
+from jobs.resolve import resolve_raw
 from jobs.splits import checks_for, load_splits
 from jobs.train_data import StreamedTrain, UnitLoader
 from jobs.worker import MODEL_DIR, STATE_FILE
 from tests.conftest import committed, family_spec, run_killed_once, write_spec
 
+
+
+def _proteins(num_rows: int, *, seed: int):
+    """The protein family's planted motif table (column `sequence`)."""
+    return motif_table(num_rows, seed=seed, alphabet="ACDEFGHIKLMNPQRSTVY", motif=MOTIF)
 
 def _write_parts(table: pa.Table, folder: Path, *, parts: int, row_group_size: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,9 +45,9 @@ def _write_parts(table: pa.Table, folder: Path, *, parts: int, row_group_size: i
 def protein_parts(tmp_path_factory) -> Path:
     """Planted-motif protein data: training as 3 Parquet files of 40-row groups, plus files."""
     root = tmp_path_factory.mktemp("streamed")
-    _write_parts(synthetic.planted_sequence_table("protein", 400, seed=1), root / "train", parts=3, row_group_size=40)
-    pq.write_table(synthetic.planted_sequence_table("protein", 120, seed=3), root / "validation.parquet")
-    _write_parts(synthetic.planted_sequence_table("protein", 150, seed=2), root / "test", parts=2, row_group_size=25)
+    _write_parts(_proteins(400, seed=1), root / "train", parts=3, row_group_size=40)
+    pq.write_table(_proteins(120, seed=3), root / "validation.parquet")
+    _write_parts(_proteins(150, seed=2), root / "test", parts=2, row_group_size=25)
     return root
 
 
@@ -57,8 +61,8 @@ def streamed_spec(root: Path, storage: Path, *, data: dict | None = None, **over
 
 
 def test_a_glob_is_a_sorted_data_set_and_streams_when_asked(protein_parts, tmp_path):
-    spec = parse_spec(streamed_spec(protein_parts, tmp_path))
-    assert [Path(p).name for p in spec.data.train_path] == ["part-000.parquet", "part-001.parquet", "part-002.parquet"]
+    spec = resolve_raw(streamed_spec(protein_parts, tmp_path))
+    assert [Path(p).name for p in spec.spec.data.train_path] == ["part-000.parquet", "part-001.parquet", "part-002.parquet"]
     splits = load_splits(spec)
     assert splits.report["streamed"] == ["train"]  # validation and test are under in_memory_max_rows
     assert splits.report["rows"] == {"train": 400, "validation": 120, "test": 150}
@@ -66,7 +70,7 @@ def test_a_glob_is_a_sorted_data_set_and_streams_when_asked(protein_parts, tmp_p
     assert len(index.units) == 12 and sum(index.kept_rows) == 400  # 3 files of 3-4 row groups
     counts = splits.report["class_counts"]["train"]
     assert sum(counts.values()) == 400 and min(counts.values()) > 100  # from the streaming pass
-    small = parse_spec(streamed_spec(protein_parts, tmp_path, data={"in_memory_max_rows": 100}))
+    small = resolve_raw(streamed_spec(protein_parts, tmp_path, data={"in_memory_max_rows": 100}))
     assert load_splits(small).report["streamed"] == ["train", "validation", "test"]
 
 
@@ -83,10 +87,10 @@ def test_a_glob_is_a_sorted_data_set_and_streams_when_asked(protein_parts, tmp_p
 )
 def test_bad_data_sets_exit_2_naming_the_file_before_ray(protein_parts, tmp_path, capsys, change, message):
     root = str(protein_parts)
-    odd = synthetic.planted_sequence_table("protein", 20, seed=4)
+    odd = _proteins(20, seed=4)
     odd = odd.append_column("site", pa.array(["a"] * 20))
     _write_parts(odd, protein_parts / "odd", parts=1, row_group_size=10)
-    typed = synthetic.planted_sequence_table("protein", 20, seed=4)
+    typed = _proteins(20, seed=4)
     typed = typed.set_column(1, "label", pa.array([float(i % 2) for i in range(20)]))
     _write_parts(typed, protein_parts / "typed", parts=1, row_group_size=10)
     (protein_parts / "garbage.parquet").write_bytes(b"not parquet at all")
@@ -97,7 +101,7 @@ def test_bad_data_sets_exit_2_naming_the_file_before_ray(protein_parts, tmp_path
 
 
 def test_a_bad_row_in_the_stream_names_its_file_and_row(protein_parts, tmp_path, capsys):
-    table = synthetic.planted_sequence_table("protein", 100, seed=5)
+    table = _proteins(100, seed=5)
     sequences = table.column("sequence").to_pylist()
     sequences[67] = sequences[67][:5] + "@" + sequences[67][6:]
     table = table.set_column(0, "sequence", pa.array(sequences))
@@ -108,7 +112,7 @@ def test_a_bad_row_in_the_stream_names_its_file_and_row(protein_parts, tmp_path,
     err = capsys.readouterr().err
     assert f"{bad}: 1 invalid inputs in column 'sequence': row 67:" in err and sequences[67] not in err
     dropped = streamed_spec(protein_parts, tmp_path, data={"train_path": files, "invalid_inputs": "drop"})
-    splits = load_splits(parse_spec(dropped))
+    splits = load_splits(resolve_raw(dropped))
     assert splits.report["rows"]["train"] == 499
     assert splits.report["dropped"]["train"] == [{"file": bad.name, "reason": splits.report["dropped"]["train"][0]["reason"], "count": 1, "first_rows": [67]}]
 
@@ -143,14 +147,15 @@ def test_one_window_on_one_worker_is_the_in_memory_order(grouped):
         assert len(in_memory) == len(streamed) and all((a == b).all() for a, b in zip(in_memory, streamed))
 
 
-def _stream(spec, *, group_by_length=False):
-    splits = load_splits(spec)
-    loader = UnitLoader(splits.train.index, spec.columns(), checks_for(spec), build_encoder("protein"), 64)
+def _stream(job, *, group_by_length=False):
+    splits = load_splits(job)
+    encoder = job.family.build_encoder(job, train_inputs=[], statistics=None)
+    loader = UnitLoader(splits.train.index, job.spec.columns(), checks_for(job.spec), encoder, 64)
     return StreamedTrain(loader, torch.from_numpy, seed=3, batch_size=16, buffer_rows=90, group_by_length=group_by_length)
 
 
 def test_a_resumed_stream_goes_on_with_the_next_batch(protein_parts, tmp_path):
-    spec = parse_spec(streamed_spec(protein_parts, tmp_path))
+    spec = resolve_raw(streamed_spec(protein_parts, tmp_path))
     seen = []
     for rank in range(2):
         stream = _stream(spec, group_by_length=True)
@@ -172,8 +177,8 @@ def test_streamed_and_in_memory_train_the_same_model(ray_cluster, protein_parts,
 
     training = {"epochs": 2, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 64, "warmup_ratio": 0.05}
     one_window = {"shuffle_buffer_rows": 1000}
-    in_memory = train(parse_spec(streamed_spec(protein_parts, tmp_path / "a", data={"streaming": "off"}, training=training)))
-    streamed = train(parse_spec(streamed_spec(protein_parts, tmp_path / "b", data=one_window, training=training)))
+    in_memory = train(resolve_raw(streamed_spec(protein_parts, tmp_path / "a", data={"streaming": "off"}, training=training)))
+    streamed = train(resolve_raw(streamed_spec(protein_parts, tmp_path / "b", data=one_window, training=training)))
     assert in_memory["data"]["streamed"] == [] and streamed["data"]["streamed"] == ["train"]
     a, b = _weights(in_memory), _weights(streamed)
     assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
@@ -183,7 +188,7 @@ def test_streamed_and_in_memory_train_the_same_model(ray_cluster, protein_parts,
 
 
 def test_two_workers_stream_every_split_learn_the_signal_and_resume_a_killed_run_exactly(ray_cluster, protein_parts, tmp_path):
-    from jobs.train import run_name, train
+    from jobs.train import train
 
     def spec_in(storage: Path):
         raw = streamed_spec(
@@ -192,8 +197,8 @@ def test_two_workers_stream_every_split_learn_the_signal_and_resume_a_killed_run
             training={"epochs": 3, "batch_size_per_worker": 4, "learning_rate": 3e-3, "max_seq_length": 64, "warmup_ratio": 0.05},
             checkpointing={"every_n_steps": 10, "eval_every_n_steps": 25, "num_to_keep": 2},
         )
-        spec = parse_spec(raw)
-        return spec, Path(spec.storage_path) / run_name(spec, fingerprint_files(spec.data.files()))
+        job = resolve_raw(raw)
+        return job, Path(job.spec.storage_path) / job.run_name
 
     spec, whole_dir = spec_in(tmp_path / "uninterrupted")
     whole = train(spec)

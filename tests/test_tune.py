@@ -205,9 +205,9 @@ def _terminated_configs(exp_root: Path) -> list[dict]:
 
 
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
-    from biomed.data import fingerprint_files
-    from biomed.synthetic import write_planted_text
-    from jobs.trial import trial_run_name, trial_spec
+    from biomed.families.text.planted import write_planted_text
+    from jobs.resolve import resolve
+    from jobs.trial import trial_job, trial_run_name
     from jobs.tune import experiment_name
 
     write_planted_text(tmp_path / "train.parquet", 1500, seed=3)
@@ -232,9 +232,9 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
             pass
     finished = _terminated_configs(tmp_path / "runs")
     assert 1 <= len(finished) < 3
-    fingerprint = fingerprint_files(spec.data.files())
-    experiment = experiment_name(spec, fingerprint)
-    runs = [tmp_path / "runs" / trial_run_name(trial_spec(spec, config), fingerprint, experiment) / "metrics.csv" for config in finished]
+    job = resolve(spec)
+    experiment = experiment_name(job)
+    runs = [tmp_path / "runs" / trial_run_name(trial_job(job, config), experiment) / "metrics.csv" for config in finished]
     mtimes = {run: run.stat().st_mtime for run in runs}
 
     refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
