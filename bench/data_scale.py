@@ -38,12 +38,12 @@ STARTED = time.perf_counter()
 
 
 def write_dna(folder: Path, rows: int, *, seed: int) -> None:
-    from biomed.synthetic import planted_sequence_table
+    from biomed.families import get_family
 
     folder.mkdir(parents=True, exist_ok=True)
     per_file = 50_000
     for k, start in enumerate(range(0, rows, per_file)):
-        table = planted_sequence_table("dna", min(per_file, rows - start), seed=seed + k)
+        table = get_family("dna").planted(min(per_file, rows - start), seed=seed + k)[0]
         pq.write_table(table, folder / f"part-{k:04d}.parquet", row_group_size=5_000)
 
 
@@ -75,18 +75,18 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from biomed.encoding import build_encoder
-    from biomed.models import build_classifier
-    from jobs.spec import parse_spec
+    from jobs.resolve import ResolvedJob
     from jobs.splits import Split, checks_for, load_splits
     from jobs.train_data import InMemoryTrain, StreamedTrain, UnitLoader
     from jobs.worker import optimizer_for
 
-    spec = parse_spec(json.loads(Path(args.spec).read_text()))
+    # As a Ray Train worker does: the job the driver resolved, the indexes of its pass.
+    job = ResolvedJob.from_dict(json.loads(Path(args.spec).read_text()))
+    spec, family = job.spec, job.family
     indexes = json.loads(Path(args.indexes).read_text()) if args.indexes else None
-    splits = load_splits(spec, indexes=indexes)
-    kind, t = spec.task.name.split("_")[0], spec.training
-    encoder = build_encoder(kind, kmer_size=spec.model.kmer_size)
+    splits = load_splits(job, indexes=indexes)
+    t = spec.training
+    encoder = family.build_encoder(job, train_inputs=[], statistics=None)
     if isinstance(splits.train, Split):
         encoded = encoder.encode(splits.train.inputs, max_length=t.max_seq_length)
         data = InMemoryTrain(encoded, torch.from_numpy(splits.train.targets), seed=0, batch_size=t.batch_size_per_worker,
@@ -94,7 +94,7 @@ def worker(args) -> None:
     else:
         loader = UnitLoader(splits.train.index, spec.columns(), checks_for(spec), encoder, t.max_seq_length)
         data = StreamedTrain(loader, torch.from_numpy, seed=0, batch_size=t.batch_size_per_worker, buffer_rows=spec.data.shuffle_buffer_rows, group_by_length=t.group_by_length)
-    model = build_classifier(backbone="tiny-bert", path=None, labels=spec.task.labels, num_outputs=2, dropout=None, vocab_size=encoder.vocab_size)
+    model = family.build_model(job, encoder=encoder, labels=spec.task.labels, num_outputs=2)
     optimizer = optimizer_for(model, spec)
     first_step, timed_from, rows = None, None, 0
     for step, (batch, targets, n) in enumerate(data.batches(0, rank=0, world=1, start=0)):
@@ -118,14 +118,15 @@ def worker(args) -> None:
 
 def measure(spec: dict, tmp: Path, *, steps: int) -> dict:
     """The driver's pass (timed), then one fresh worker process given its result."""
-    from jobs.spec import parse_spec
+    from jobs.resolve import resolve_raw
     from jobs.splits import load_splits
 
     started = time.perf_counter()
-    splits = load_splits(parse_spec(spec))
+    job = resolve_raw(spec)
+    splits = load_splits(job)
     scan_s = time.perf_counter() - started
     spec_path, index_path = tmp / "spec.json", tmp / "indexes.json"
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_text(json.dumps(job.to_dict()))
     index_path.write_text(json.dumps(splits.streams()))
     out = subprocess.run([sys.executable, __file__, "--worker", "--spec", str(spec_path), "--indexes", str(index_path), "--steps", str(steps)],
                          check=True, capture_output=True, text=True)
@@ -136,15 +137,14 @@ def ray_data_read_ratio(folder: Path, spec: dict) -> dict:
     """Rows/s reading and tokenizing the files: Ray Data's pipeline over our unit reader."""
     import ray
 
-    from biomed.encoding import build_encoder
-    from jobs.spec import parse_spec
+    from jobs.resolve import resolve_raw
     from jobs.splits import checks_for, load_splits
     from jobs.train_data import UnitLoader
 
-    parsed = parse_spec(spec)
-    encoder = build_encoder("dna", kmer_size=3)
-    index = load_splits(parsed).train.index
-    loader = UnitLoader(index, parsed.columns(), checks_for(parsed), encoder, 192)
+    job = resolve_raw(spec)
+    encoder = job.family.build_encoder(job, train_inputs=[], statistics=None)
+    index = load_splits(job).train.index
+    loader = UnitLoader(index, job.spec.columns(), checks_for(job.spec), encoder, 192)
     started = time.perf_counter()
     rows = sum(len(loader([u])[0]) for u in range(len(index.units)))
     ours = rows / (time.perf_counter() - started)

@@ -35,9 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from biomed.log import configure  # noqa: E402
-from biomed.tasks import get_task  # noqa: E402
 from jobs.scoring import with_interval  # noqa: E402
-from jobs.spec import parse_spec  # noqa: E402
+from jobs.resolve import resolve_raw  # noqa: E402
 from jobs.splits import load_splits  # noqa: E402
 
 SETS = {
@@ -72,16 +71,17 @@ def run_service(model: str, data_set: str, data: Path, storage: Path) -> dict:
     from jobs.train import train
     from jobs.tune import tune_search
 
-    spec = parse_spec(spec_for(model, data_set, data, storage))
+    job = resolve_raw(spec_for(model, data_set, data, storage))
     started = time.perf_counter()
-    summary = tune_search(spec) if model == "dmpnn_tuned" else train(spec)
-    return {"summary": summary, "wall_s": round(time.perf_counter() - started, 1), "spec": spec}
+    summary = tune_search(job) if model == "dmpnn_tuned" else train(job)
+    return {"summary": summary, "wall_s": round(time.perf_counter() - started, 1), "spec": job.spec}
 
 
-def run_chemprop(spec, work: Path) -> dict:
+def run_chemprop(job, work: Path) -> dict:
     """`chemprop train` with its defaults on the service's exact rows; scored like the others."""
-    task = get_task(spec.task.name)
-    splits = load_splits(spec)
+    spec = job.spec
+    task = spec.task_entry
+    splits = load_splits(job)
     parts = [splits.train, splits.validation, splits.test]
     smiles = [s for p in parts for s in p.inputs]
     targets = np.concatenate([p.targets for p in parts])
@@ -92,7 +92,7 @@ def run_chemprop(spec, work: Path) -> dict:
     pacsv.write_csv(pa_table, work / "all.csv")
     cuts = np.cumsum([0] + [len(p) for p in parts])
     (work / "splits.json").write_text(json.dumps([{k: list(range(cuts[i], cuts[i + 1])) for i, k in enumerate(("train", "val", "test"))}]))
-    kind = ["-t", "regression"] if task.target_kind == "regression" else ["-t", "multiclass", "--multiclass-num-classes", str(len(spec.task.labels))]
+    kind = ["-t", "multiclass", "--multiclass-num-classes", str(len(spec.task.labels))] if task.target.has_labels else ["-t", "regression"]
     command = [str(Path(sys.executable).parent / "chemprop"), "train", "-i", str(work / "all.csv"), "-s", "smiles", "--target-columns", "y", *kind,
                "--splits-file", str(work / "splits.json"), "-o", str(work / "out"), "--num-workers", "0"]
     started = time.perf_counter()
@@ -104,10 +104,10 @@ def run_chemprop(spec, work: Path) -> dict:
     predicted = pacsv.read_csv(found[0], convert_options=pacsv.ConvertOptions(column_types={"y_prob": pa.string()}))
     if predicted.column("smiles").to_pylist() != list(splits.test.inputs):
         raise RuntimeError("chemprop's test predictions are not in the test rows' order")
-    if task.target_kind == "regression":  # the target's column holds the predicted value
-        predictions = np.asarray(predicted.column("y").to_pylist(), dtype=np.float64)
-    else:  # "y_prob": the class probabilities, comma-separated, in class-id order
+    if task.target.has_labels:  # "y_prob": the class probabilities, comma-separated, in class-id order
         predictions = np.array([[float(v) for v in row.split(",")] for row in predicted.column("y_prob").to_pylist()])
+    else:  # the target's column holds the predicted value
+        predictions = np.asarray(predicted.column("y").to_pylist(), dtype=np.float64)
     scores = with_interval(task, spec.metric, splits.test.targets, predictions, seed=0)
     return {"metric": scores[spec.metric], "ci95": scores[f"{spec.metric}_ci95"], "wall_s": round(wall, 1)}
 
@@ -133,9 +133,9 @@ def score_set(data_set: str, data: Path, storage: Path, skip: set[str]) -> dict:
             rows[model]["config"] = run["summary"]["best_trial"]["config"]
         print(f"{data_set} {model}: {metric}={rows[model]['metric']:.4f} {rows[model]['ci95']} in {run['wall_s']} s", flush=True)
     if "chemprop_cli" not in skip:
-        spec = parse_spec(spec_for("dmpnn", data_set, data, storage))
-        rows["chemprop_cli"] = run_chemprop(spec, storage / f"chemprop-{data_set}")
-        metric, mode = spec.metric, spec.mode
+        job = resolve_raw(spec_for("dmpnn", data_set, data, storage))
+        rows["chemprop_cli"] = run_chemprop(job, storage / f"chemprop-{data_set}")
+        metric, mode = job.spec.metric, job.spec.mode
         print(f"{data_set} chemprop_cli: {metric}={rows['chemprop_cli']['metric']:.4f} {rows['chemprop_cli']['ci95']}", flush=True)
     return {"metric": metric, "mode": mode, "models": rows}
 

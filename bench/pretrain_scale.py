@@ -51,21 +51,21 @@ def plain_loop(corpus: Path, tokenizer_dir: str, *, steps: int) -> dict:
     from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
     from biomed.batching import epoch_batches
-    from biomed.inputs import sequence_validator
-    from biomed.mlm import build_masked_lm
+    from biomed.families import get_family
+    from biomed.families.sequence.backbones import SMALL_BERT, build_masked_lm
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     smiles = pq.read_table(sorted((corpus / "train").glob("*.parquet"))[0], columns=["smiles"]).column(0).to_pylist()[: BATCH * steps]
-    smiles = sequence_validator("smiles").validate(smiles)  # canonical, as the service trains on
+    smiles = get_family("smiles").make_check().validate(smiles)  # canonical, as the service trains on
     ids = tokenizer(smiles, truncation=True, max_length=MAX_LENGTH)["input_ids"]
     # Length-grouped batches, as the service draws them (its default), so the ratio is the
     # service's own cost, not the grouping's gain.
     order = np.concatenate(epoch_batches(len(ids), epoch=0, seed=0, rank=0, world=1, batch_size=BATCH, lengths=np.array([len(x) for x in ids])))
     ids = [ids[i] for i in order]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
-    model = build_masked_lm(preset="small-bert", vocab_size=len(tokenizer), max_positions=512).train()
+    model = build_masked_lm(SMALL_BERT, vocab_size=len(tokenizer), max_positions=512).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
     tokens, elapsed = 0, 0.0
     for step in range(steps):

@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from biomed.checkpoint import Predictor, save_model_checkpoint  # noqa: E402
-from biomed.encoding import build_encoder  # noqa: E402
-from biomed.models import backbone_tokenizer, build_classifier  # noqa: E402
+from biomed.families.sequence.backbones import build_bert_classifier  # noqa: E402
+from biomed.families.sequence.tokens import SequenceEncoder, TokenEncoder  # noqa: E402
+from biomed.families.text import BACKBONES  # noqa: E402
 from cluster.local_head import free_port  # noqa: E402
 from jobs.registry import Registry  # noqa: E402
 
@@ -45,9 +46,10 @@ CONCURRENCY = (1, 8, 32)
 def register_tiny_model(storage: Path) -> Path:
     import torch
 
-    encoder = build_encoder("text", train_inputs=[], backbone_tokenizer=backbone_tokenizer(backbone="tiny-bert", path=None, input_kind="text"))
+    tiny = BACKBONES["tiny-bert"]  # the text family's: MiniLM's WordPiece tokenizer
+    encoder = TokenEncoder(SequenceEncoder("text", tiny.tokenizer()))
     torch.manual_seed(0)
-    model = build_classifier(backbone="tiny-bert", path=None, labels=LABELS, num_outputs=len(LABELS), dropout=None, vocab_size=encoder.vocab_size).eval()
+    model = build_bert_classifier(tiny, path=None, labels=LABELS, num_outputs=len(LABELS), dropout=None, vocab_size=encoder.vocab_size).eval()
     staging = storage / "staging"
     metadata = {"task": "text_classification", "labels": LABELS, "max_seq_length": 64, "validator": {"kind": "text"}}
     save_model_checkpoint(model, encoder, staging, metadata)

@@ -25,10 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from biomed.models import build_classifier, backbone_tokenizer  # noqa: E402
+from biomed.families.sequence.backbones import build_bert_classifier  # noqa: E402
+from biomed.families.text import BACKBONES  # noqa: E402
 from biomed.families.text.planted import write_planted_text  # noqa: E402
-from biomed.text import collate, encode_texts  # noqa: E402
-from jobs.spec import parse_spec  # noqa: E402
+from biomed.padding import collate, encode_texts  # noqa: E402
+from jobs.resolve import resolve_raw  # noqa: E402
 from jobs.splits import load_splits  # noqa: E402
 from biomed.batching import epoch_batches  # noqa: E402
 from jobs.worker import optimizer_for  # noqa: E402
@@ -53,14 +54,16 @@ def plain_loop(spec) -> list[float]:
     from transformers import get_linear_schedule_with_warmup
 
     torch.set_num_threads(1)
+    job, spec = spec, spec.spec
     t = spec.training
     torch.manual_seed(t.seed)
-    splits = load_splits(spec)
-    tokenizer = backbone_tokenizer(backbone=spec.model.backbone, path=None, input_kind="text")
+    splits = load_splits(job)
+    preset = BACKBONES[spec.model.backbone]
+    tokenizer = preset.tokenizer()
     ids = encode_texts(tokenizer, splits.train.inputs, max_length=t.max_seq_length)
     targets = torch.from_numpy(splits.train.targets)
     labels = spec.task.labels
-    model = build_classifier(backbone="tiny-bert", path=None, labels=labels, num_outputs=len(labels), dropout=None, vocab_size=len(tokenizer))
+    model = build_bert_classifier(preset, path=None, labels=labels, num_outputs=len(labels), dropout=None, vocab_size=len(tokenizer))
     optimizer = optimizer_for(model, spec)
     steps = len(epoch_batches(len(ids), epoch=0, seed=t.seed, rank=0, world=1, batch_size=t.batch_size_per_worker))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * steps * t.epochs), steps * t.epochs)
@@ -116,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_planted_text(tmp / "train.parquet", args.rows, seed=0)
-        plain_rates = plain_loop(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=0)))
+        plain_rates = plain_loop(resolve_raw(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=0)))
 
         from cluster.connect import connect
 
@@ -128,9 +131,9 @@ def main() -> None:
         # controller poll interval; the others run with the service's settings.
         from cluster.ray_compat import TRAIN_HEALTH_CHECK_INTERVAL_ENV
 
-        jobs = [service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=1)), env={})]
-        stock = service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=100)), env={TRAIN_HEALTH_CHECK_INTERVAL_ENV: "2.0"})
-        jobs += [service_job(parse_spec(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=2 + i)), env={}) for i in range(args.jobs - 1)]
+        jobs = [service_job(resolve_raw(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=1)), env={})]
+        stock = service_job(resolve_raw(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=100)), env={TRAIN_HEALTH_CHECK_INTERVAL_ENV: "2.0"})
+        jobs += [service_job(resolve_raw(spec_for(tmp, tmp / "runs", epochs=args.epochs, seed=2 + i)), env={}) for i in range(args.jobs - 1)]
 
     plain = statistics.median(plain_rates[1:])
     service = statistics.median([r for job in jobs for r in job["samples_per_s"][1:]])

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from biomed.families.text.planted import write_planted_text  # noqa: E402
-from jobs.spec import parse_spec  # noqa: E402
+from jobs.resolve import resolve_raw  # noqa: E402
 
 
 def spec_for(data: Path, storage: Path, *, name: str, trials: int, epochs: int, scheduler: dict) -> dict:
@@ -55,7 +55,7 @@ def run(spec_dict: dict) -> dict:
     from jobs.tune import tune_search
 
     started = time.perf_counter()
-    summary = tune_search(parse_spec(spec_dict))
+    summary = tune_search(resolve_raw(spec_dict))
     wall = time.perf_counter() - started
     import pyarrow.parquet as pq
 

@@ -2,8 +2,8 @@
 
 `save_pretrained` writes safetensors + config (with id2label) + tokenizer, so
 `AutoModelForSequenceClassification.from_pretrained(path)` works without this package for stock
-BERT heads; the other heads (mean-pooled BERT, MLP, D-MPNN, image CNNs) are registered with the
-Auto classes by their family's model module, which `Predictor` imports through the family.
+BERT heads; the other heads (mean-pooled BERT, MLP, D-MPNN, image CNNs) need `import
+biomed.checkpoint` first, which has every family register its classes with the Auto classes.
 biomed.json records what the service needs beyond that: task, labels, the input check, the
 encoder (k-mer settings, feature statistics) and the target scaling. The task names the family
 that reads the rest.
@@ -18,12 +18,16 @@ import numpy as np
 import torch
 
 from biomed.devices import autocast_dtype, batch_to_device
-from biomed.families import get_task
+from biomed.families import families, get_task, load_validator
 from biomed.family import Encoder
-from biomed.inputs import validator_from_dict
 from biomed.padding import length_sorted_batches
 
 METADATA_FILE = "biomed.json"
+
+# After `import biomed.checkpoint`, `AutoModelForSequenceClassification.from_pretrained(folder)`
+# (or the image Auto class) loads every built-in family's checkpoints.
+for _family in families():
+    _family.register_auto_classes()
 
 
 def save_model_checkpoint(model, encoder: Encoder, directory: str | Path, metadata: dict) -> None:
@@ -74,7 +78,7 @@ class Predictor:
         self.batch_size = batch_size
         self.family = self.task.family
         self.encoder = self.family.load_encoder(self.directory, {"encoder": {"input_kind": "text"}, **self.metadata})
-        self.validator = validator_from_dict(self.metadata.get("validator", {"kind": "text"}))
+        self.validator = load_validator(self.metadata.get("validator", {"kind": "text"}))
         self.device = torch.device(device)
         # Reduced precision only on CUDA (autocast_dtype is None on CPU): CPU replicas stay fp32.
         self.dtype = autocast_dtype(precision, self.device)

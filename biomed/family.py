@@ -79,8 +79,9 @@ class Baseline:
 @dataclass(frozen=True)
 class Resolution:
     """What a family settles on the driver (jobs/resolve.py): `updates` to the spec's sections
-    (family-dependent defaults, so the run name names what is trained) and `settings` that the
-    workers and the checkpoint need but the run name does not (an image folder's pipeline)."""
+    (family-dependent defaults, so the run name names what is trained) and `settings` read from
+    files that the workers need but the run name does not (an image folder's preprocessor
+    config). Settings never hold values derived from spec fields: a search's trials change those."""
 
     updates: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -164,6 +165,9 @@ class Family(Protocol):
 
     def build_model(self, job, *, encoder: Encoder, labels: list[str], num_outputs: int):
         """A Hugging Face model with `num_outputs` outputs on the job's backbone."""
+
+    def register_auto_classes(self) -> None:
+        """Register the family's model classes with transformers' Auto classes (import its model modules)."""
 
     def load_model(self, directory):
         """The model of a checkpoint folder (safetensors only)."""

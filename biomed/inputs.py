@@ -44,13 +44,6 @@ def validator_to_dict(validator: InputValidator) -> dict:
     return validator.to_dict() if hasattr(validator, "to_dict") else asdict(validator)
 
 
-def validator_from_dict(payload: dict) -> InputValidator:
-    """The input check a checkpoint recorded, rebuilt by the family it names."""
-    from biomed.families import get_family
-
-    return get_family(payload["kind"]).load_validator(payload)
-
-
 @dataclass(frozen=True)
 class AlphabetValidator:
     """Sequences over a fixed alphabet, case-insensitive; the first bad character of each row

@@ -94,11 +94,7 @@ class ModelSection(SpecSection):
     @classmethod
     def _known_backbone(cls, value: str | None) -> str | None:
         if value is not None and value not in cls.backbone_names:
-            from biomed.families import families
-
-            owners = [f.name for f in families() if value in f.backbones]
-            reads = f"; backbone {value!r} takes {owners} inputs" if owners else ""
-            raise ValueError(f"unknown backbone {value!r} for the {cls.family_name} family; its backbones: {sorted(cls.backbone_names)}{reads}")
+            raise ValueError(f"unknown backbone {value!r} for the {cls.family_name} family; its backbones: {sorted(cls.backbone_names)}")
         return value
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cluster.connect import WORKER_ENV, dashboard_address, jobs_client
 from cluster.resources import check_scaling_fits, live_nodes, load_cluster_config, shapes_from_config, shapes_from_nodes
-from jobs.spec import SpecError, load_spec
+from jobs.resolve import SpecError, load_job
 
 # Statuses that make a resubmission a duplicate: the same spec is being trained or already was.
 KEEP_STATUSES = {"PENDING", "RUNNING", "SUCCEEDED"}
@@ -66,7 +66,8 @@ def submit_spec(
 ) -> dict:
     """Validate the spec here, check it fits the cluster, then submit it (or report the job
     already running or done for the same spec). Nothing is submitted when a check fails."""
-    spec = load_spec(spec_path, storage_path=storage_path)
+    job = load_job(spec_path, storage_path=storage_path)
+    spec = job.spec
     if command == "tune" and spec.tune is None:
         raise SpecError(f"{spec_path}: `biomed submit --tune` needs a tune: section in the spec")
     working_dir = Path.cwd().resolve()
@@ -83,7 +84,7 @@ def submit_spec(
         shapes, source = shapes_from_nodes(live_nodes(url)), f"the cluster at {url}"
     plan = check_scaling_fits(spec.scaling, shapes, source=source)
 
-    spec_hash = spec.spec_hash()
+    spec_hash = job.spec_hash()
     base = submission_id_for(spec.name, spec_hash, command)
     attempts = sorted((j for j in client.list_jobs() if j.submission_id and _attempt(j.submission_id, base)), key=lambda j: _attempt(j.submission_id, base))
     summary = {"name": spec.name, "spec_hash": spec_hash, "address": url, "storage_path": spec.storage_path, "resources": plan}

@@ -18,7 +18,7 @@ from biomed.models import check_local_model_dir
 from biomed.spec_sections import ROLES
 from biomed.streams import check_files, resolve_files
 from jobs.run_names import spec_hash
-from jobs.spec import JobSpec, SpecError, job_spec_class
+from jobs.spec import JobSpec, SpecError, job_spec_class  # noqa: F401 (SpecError: resolution's error too)
 from jobs.spec_base import absolute
 
 
@@ -179,6 +179,13 @@ def _labels(spec: JobSpec) -> list[str]:
     if len(labels) < 2:
         raise SpecError(f"label column {spec.data.label_column!r} of {spec.data.train_path!r} has fewer than 2 distinct labels: {labels}")
     return labels
+
+
+def load_job(path, *, storage_path: str | None = None) -> ResolvedJob:
+    """Read, validate and resolve a YAML spec file; `storage_path` replaces the file's own."""
+    from jobs.spec import load_spec
+
+    return resolve(load_spec(path, storage_path=storage_path))
 
 
 def resolve_raw(raw: dict) -> ResolvedJob:

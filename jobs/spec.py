@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, create_model, field_validator, model_validator
 
-from biomed.families import families, get_task, tasks
+from biomed.families import backbone_owners, families, get_task, tasks
 from biomed.family import Family, Task
 from biomed.spec_sections import DataSection, ModelSection, TrainingSection
 from jobs.scaling_spec import ScalingSpec
@@ -200,6 +200,8 @@ def format_validation_error(error: ValidationError, *, tag: str | None = None) -
         if item["type"] == "extra_forbidden":
             message = "unknown key" + (_foreign_field_hint(str(loc[0]), str(loc[-1])) if len(loc) == 2 and loc[0] in ("data", "model", "training") else "")
         got = item.get("input")
+        if loc[-1:] == ["backbone"] and message.startswith("unknown backbone") and backbone_owners(str(got)):
+            message += f"; backbone {got!r} takes {backbone_owners(str(got))} inputs"
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from biomed.checkpoint import raw_outputs, save_model_checkpoint
 from biomed.devices import PRECISIONS
 from biomed.inputs import validator_to_dict
 from biomed.models import is_head_parameter
+from jobs.run_names import hash_payload
 from jobs.run_storage import write_file
 from jobs.spec import JobSpec
 from jobs.splits import input_validator
@@ -113,7 +114,8 @@ def checkpoint_metadata(spec: JobSpec, *, scaling: dict | None, data: dict | Non
         "task": spec.task.name,
         "labels": spec.task.labels or [],
         "max_seq_length": spec.training.max_seq_length,
-        "text_column": spec.data.text_column,
+        # 0.1's field, kept so the format is unchanged: the sequence column, its default elsewhere.
+        "text_column": hash_payload(spec)["data"]["text_column"],
         "validator": validator_to_dict(input_validator(spec)),
         "target_scaling": scaling,
         "name": spec.name,

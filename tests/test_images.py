@@ -122,9 +122,10 @@ def test_file_validator_names_the_row_and_file(tmp_path):
     assert "patient note" not in str(error.value)
     assert validator.validate(["ok.png"])[0].shape == (32, 32)
     # Served models check bytes, never server paths: the record keeps the image check only.
-    from biomed.inputs import validator_from_dict, validator_to_dict
+    from biomed.families import load_validator
+    from biomed.inputs import validator_to_dict
 
-    assert isinstance(validator_from_dict(validator_to_dict(validator)), ImageValidator)
+    assert isinstance(load_validator(validator_to_dict(validator)), ImageValidator)
 
 
 def test_invalid_images_are_dropped_and_reported_through_the_loader(tmp_path):
@@ -304,7 +305,7 @@ def test_a_hugging_face_image_folder_is_checked_and_gets_a_new_head(tmp_path):
     folder = hf_image_folder(tmp_path / "vit")
     job = resolve_raw({**image_spec(tmp_path, tmp_path), "model": {"path": str(folder)}})
     assert "pooling" not in job.spec.model.model_fields  # a text head's setting: no field of an image model
-    assert job.settings["image"] == {"image_size": 32, "channels": 3, "intensity": "unit", "augment_strength": 0.0}
+    assert job.family.pipeline_settings(job) == {"image_size": 32, "channels": 3, "intensity": "unit", "augment_strength": 0.0}
     model = job.family.build_model(job, encoder=None, labels=["clear", "lesion"], num_outputs=2)
     assert model.config.num_labels == 2 and model(pixel_values=torch.zeros(1, 3, 32, 32)).logits.shape == (1, 2)
     with pytest.raises(SpecError, match="only ImageNet's mean/std or 0.5/0.5"):

@@ -85,6 +85,16 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; known tasks: {sorted(_TASKS)}") from None
 
 
+def load_validator(payload: dict):
+    """The input check a checkpoint recorded (biomed.json "validator"), rebuilt by the family it names."""
+    return get_family(payload["kind"]).load_validator(payload)
+
+
+def backbone_owners(name: str) -> list[str]:
+    """The families that offer a backbone."""
+    return [f.name for f in _FAMILIES.values() if name in f.backbones]
+
+
 def backbone_names() -> list[str]:
     """Every backbone some family offers."""
     return sorted({name for family in _FAMILIES.values() for name in family.backbones})

@@ -157,14 +157,22 @@ class ImageFamily:
             raise ValueError(f"task {task.name!r} takes an image backbone ({', '.join(BACKBONES)}) or a Hugging Face image-classification folder (model.path), not model.pretrained")
 
     def resolve(self, spec, *, backbone_metadata: dict | None) -> Resolution:
-        m = spec.model
+        # A model folder's pipeline is read from its preprocessor config once, here; a named
+        # backbone's is its preset's.
+        if spec.model.backbone is not None:
+            return Resolution()
+        return Resolution(settings={"image": check_image_folder(spec.model.path)})
+
+    def pipeline_settings(self, job) -> dict:
+        """The ImagePipeline settings of a job: its backbone's or folder's, with the spec's
+        image_size and augmentation strength (which a search may sample)."""
+        m = job.spec.model
         if m.backbone is not None:
             preset = BACKBONES[m.backbone]
-            settings = {"image_size": preset.image_size, "channels": preset.channels, "intensity": preset.intensity}
+            base = {"image_size": preset.image_size, "channels": preset.channels, "intensity": preset.intensity}
         else:
-            settings = check_image_folder(m.path)
-        image = {**settings, **({"image_size": m.image_size} if m.image_size else {}), "augment_strength": spec.training.augment_strength}
-        return Resolution(settings={"image": image})
+            base = job.settings["image"]
+        return {**base, **({"image_size": m.image_size} if m.image_size else {}), "augment_strength": job.spec.training.augment_strength}
 
     def input_columns(self, data) -> dict:
         return {"input": data.images.column}
@@ -190,7 +198,7 @@ class ImageFamily:
         from biomed.families.images.encoding import ImageEncoder
         from biomed.families.images.transforms import ImagePipeline
 
-        return ImageEncoder(ImagePipeline.from_dict(job.settings["image"]))
+        return ImageEncoder(ImagePipeline.from_dict(self.pipeline_settings(job)))
 
     def load_encoder(self, directory, metadata: dict):
         from biomed.families.images.encoding import ImageEncoder
@@ -221,14 +229,16 @@ class ImageFamily:
         m = job.spec.model
         if m.backbone is None:
             return load_image_folder(job.model_folder, **heads)
-        size = job.settings["image"].get("image_size", BACKBONES[m.backbone].image_size)
+        size = self.pipeline_settings(job)["image_size"]
         return build_image_classifier(m.backbone, **heads, dropout=job.spec.training.dropout, image_size=size, num_channels=BACKBONES[m.backbone].channels)
+
+    def register_auto_classes(self) -> None:
+        import biomed.families.images.vision  # noqa: F401  (registers the image CNNs with the Auto classes)
 
     def load_model(self, directory):
         from transformers import AutoModelForImageClassification
 
-        import biomed.families.images.vision  # noqa: F401  (registers the image CNNs with the Auto classes)
-
+        self.register_auto_classes()
         return AutoModelForImageClassification.from_pretrained(directory, use_safetensors=True)
 
     def baseline(self, target) -> Baseline:

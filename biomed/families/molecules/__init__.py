@@ -181,10 +181,10 @@ class MoleculeFamily(SequenceFamily):
         )
         return BiomedDMPNNForSequenceClassification(config)
 
-    def load_model(self, directory):
+    def register_auto_classes(self) -> None:
         import biomed.families.molecules.dmpnn  # noqa: F401  (registers the D-MPNN with the Auto classes)
 
-        return super().load_model(directory)
+        super().register_auto_classes()
 
     def baseline(self, target) -> Baseline:
         return Baseline("morgan_random_forest", morgan_random_forest)

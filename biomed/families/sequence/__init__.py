@@ -177,11 +177,13 @@ class SequenceFamily:
             vocab_size=getattr(encoder, "vocab_size", 0), num_features=getattr(encoder, "num_features", 0), pooling=spec.model.pooling,
         )
 
+    def register_auto_classes(self) -> None:
+        import biomed.families.sequence.heads  # noqa: F401  (registers the BERT heads with the Auto classes)
+
     def load_model(self, directory):
         from transformers import AutoModelForSequenceClassification
 
-        import biomed.families.sequence.heads  # noqa: F401  (registers the BERT heads with the Auto classes)
-
+        self.register_auto_classes()
         return AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
 
     def corpus_encoder_options(self, spec) -> dict:

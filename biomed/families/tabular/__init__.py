@@ -198,11 +198,13 @@ class TabularFamily:
         )
         return BiomedMLPForSequenceClassification(config)
 
+    def register_auto_classes(self) -> None:
+        import biomed.families.tabular.mlp  # noqa: F401  (registers the MLP with the Auto classes)
+
     def load_model(self, directory):
         from transformers import AutoModelForSequenceClassification
 
-        import biomed.families.tabular.mlp  # noqa: F401  (registers the MLP with the Auto classes)
-
+        self.register_auto_classes()
         return AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
 
     def baseline(self, target) -> Baseline:
