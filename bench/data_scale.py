@@ -34,6 +34,9 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import save  # noqa: E402
 STARTED = time.perf_counter()
 
 
@@ -202,6 +205,7 @@ def main() -> None:
     }
     for key in ("rss_ratio_10x", "in_memory_rss_ratio_10x", "first_step_ratio_10x", "driver_pass_ratio_10x", "throughput_ratio", "length_grouping_speedup", "ray_data_read_ratio"):
         print(f"{key}: {result[key]:.3f}", file=sys.stderr)
+    save("data_scale", result, command=" ".join(["python", *sys.argv]))
     print(json.dumps(result))
 
 

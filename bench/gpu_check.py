@@ -27,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import save  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -210,6 +213,7 @@ def main() -> None:
             figures["ray_train"] = ray_train_on_gpu(Path(tmp))
             print(f"Ray Train with use_gpu: {figures['ray_train']}")
             figures["serve_c32"] = serve_rows(Path(tmp), args.serve_seconds)
+    save("gpu_check", figures, command=" ".join(["python", *sys.argv]))
     print(json.dumps(figures))
 
 

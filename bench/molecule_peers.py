@@ -33,6 +33,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import save  # noqa: E402
 
 from biomed.log import configure  # noqa: E402
 from jobs.scoring import with_interval  # noqa: E402
@@ -178,7 +181,9 @@ def main() -> None:
             if not (folder / "train.parquet").is_file():
                 raise SystemExit(f"{folder}/train.parquet missing: run `biomed data {SETS[data_set][1]} --out {folder}` first")
             results[data_set] = score_set(data_set, folder, storage, set(args.skip))
-    print(json.dumps({"sets": results, "goals": goals(results)}, default=str))
+    payload = {"sets": results, "goals": goals(results)}
+    save("molecule_peers", payload, command=" ".join(["python", *sys.argv]))
+    print(json.dumps(payload, default=str))
 
 
 if __name__ == "__main__":

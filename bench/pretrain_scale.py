@@ -30,6 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import save  # noqa: E402
 BATCH, MAX_LENGTH = 64, 96
 
 
@@ -130,6 +133,7 @@ def main() -> None:
         "rows": {"n": small["rows"], "10n": large["rows"]}, "steps": args.steps, "batch": BATCH,
     }
     print(f"service {result['service_tokens_per_s']} vs plain {result['plain_tokens_per_s']} tokens/s; RSS {result['peak_rss_mb']} MB; first step {result['first_step_s']} s")
+    save("pretrain_scale", result, command=" ".join(["python", *sys.argv]))
     print(json.dumps(result))
 
 

@@ -29,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import save  # noqa: E402
 
 from biomed.checkpoint import Predictor, save_model_checkpoint  # noqa: E402
 from biomed.families.sequence.backbones import build_bert_classifier  # noqa: E402
@@ -206,6 +209,7 @@ def main() -> None:
     print(f"ours batched / plain at c=32: direct {figures['ours_direct_batched_vs_plain_throughput_c32']}, via the proxy {figures['ours_batched_vs_plain_throughput_c32']}")
     print(f"p50 at c=1, ours - plain: direct {figures['ours_direct_p50_minus_plain_p50_ms_c1']} ms, via the proxy {figures['ours_p50_minus_plain_p50_ms_c1']} ms")
     print(f"autoscaling: {scaling}")
+    save("serve_load", figures, command=" ".join(["python", *sys.argv]))
     print(json.dumps(figures))
 
 

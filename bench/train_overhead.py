@@ -24,6 +24,9 @@ from unittest import mock
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import save  # noqa: E402
 
 from biomed.families.sequence.backbones import build_bert_classifier  # noqa: E402
 from biomed.families.text import BACKBONES  # noqa: E402
@@ -160,6 +163,7 @@ def main() -> None:
         print(f"job {i}: fit {job['fit_s']:.2f} s = epochs {job['epochs_s']:.2f} s + checkpoints {job['checkpoint_s']:.2f} s + fixed {job['fixed_s']:.2f} s")
         print(f"       fixed = {job['to_train_fn_s']:.2f} s to the train function (controller, placement group, worker processes, process group)"
               f" + {job['setup_s']:.2f} s set-up in it (imports, data, tokenizer, model) + {job['fixed_s'] - job['to_train_fn_s'] - job['setup_s']:.2f} s after (teardown, result)")
+    save("train_overhead", figures, command=" ".join(["python", *sys.argv]))
     print(json.dumps(figures))
 
 

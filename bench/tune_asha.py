@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import save  # noqa: E402
 
 from biomed.families.text.planted import write_planted_text  # noqa: E402
 from jobs.resolve import resolve_raw  # noqa: E402
@@ -109,6 +112,7 @@ def main() -> None:
     print(f"compute ratio {figures['compute_ratio']:.3f}; best gap {figures['best_gap_points']:+.2f} points")
     print(f"per-trial overhead, in-trial (median): {full['per_trial_overhead_s']} s / {asha['per_trial_overhead_s']} s;"
           f" per slot: {full['per_trial_slot_overhead_s']} s / {asha['per_trial_slot_overhead_s']} s")
+    save("tune_asha", figures, command=" ".join(["python", *sys.argv]))
     print(json.dumps(figures))
 
 

@@ -35,3 +35,11 @@ def check_local_model_dir(path: str | Path) -> None:
             f"model path {str(path)!r} has no .safetensors weights; convert pickled weights first "
             "(pickles are never loaded from user folders)"
         )
+
+
+def head_labels(labels: list[str], num_outputs: int) -> dict:
+    """A new head's config settings: `num_labels` outputs named by the labels (classification),
+    or `output_i` (one output for regression and survival)."""
+    names = labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]
+    id2label = dict(enumerate(names))
+    return {"num_labels": num_outputs, "id2label": id2label, "label2id": {name: i for i, name in id2label.items()}}

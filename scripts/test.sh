@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Sets up .venv if needed, checks the import layers (.importlinter), then runs the whole test
-# suite (real local Ray, tiny models).
+# Sets up .venv if needed, checks the import layers (.importlinter), builds the docs site with
+# broken links and pages as errors (mkdocs build --strict), then runs the whole test suite (real
+# local Ray, tiny models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
 lint-imports --no-logo --no-cache
+mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 exec python -m pytest -q "$@"

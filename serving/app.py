@@ -5,7 +5,8 @@
 Routes (all but the docs need `Authorization: Bearer <token>`):
     POST /{model}/predict   model = "name" (the version pinned at deploy time) or "name@3"
     GET  /{model}/info
-    GET  /docs, /openapi.json
+    GET  /v2/models/{model} the model's metadata as KServe's Open Inference Protocol gives it
+    GET  /docs, /openapi.json  (the contract: an explicit path per deployed model; serving/openapi.py)
 
 One deployment serves every registered model through Serve's model multiplexing: a replica keeps
 up to `max_models_per_replica` loaded (LRU) and the Python client sends the model id header so
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from ray import serve
 
@@ -29,6 +31,7 @@ from biomed.families import register_all
 from jobs.registry import REF_PATTERN, RegistryError, parse_ref, registry_for
 from serving.auth import authorized
 from jobs.serve_spec import ServeSpec
+from serving.openapi import ModelInfo, contract, error_responses
 from serving.schemas import InputError, PredictResponse, openapi_request_body, task_schema
 
 # Probabilities may differ in the last float32 bits across thread counts (reduction order).
@@ -72,6 +75,14 @@ def golden_check(model: LoadedModel) -> None:
         raise GoldenCheckFailed(f"{model.model_id} predicted {got.get('label', got['prediction'])} (max gap {gap:.2e}) for the probe; the registry recorded {probe.get('label', probe['prediction'])}")
 
 
+def _openapi_document(models: dict[str, str]) -> dict:
+    """The deployment's contract, built once per replica (FastAPI caches it on the app)."""
+    if app.openapi_schema is None:
+        base = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        app.openapi_schema = contract(base, models)
+    return app.openapi_schema
+
+
 def _error(status: int, detail, headers: dict | None = None) -> HTTPException:
     return HTTPException(status_code=status, detail=detail, headers=headers)
 
@@ -94,6 +105,8 @@ class ModelServer:
             self._pinned[name] = version if version is not None else self._registry.get(name)["version"]
         primary = parse_ref(models[0])[0]
         self._primary = f"{primary}@{self._pinned[primary]}"
+        deployed = {name: self._registry.get(f"{name}@{version}")["task"] for name, version in self._pinned.items()}
+        app.openapi = lambda: _openapi_document(deployed)
         # Serve's multiplexing LRU, sized from the settings (the decorator form fixes it at import).
         async def load(model_id: str) -> LoadedModel:
             return await self._load_model(model_id)
@@ -169,7 +182,7 @@ class ModelServer:
                 start += len(items[i][1])
         return out
 
-    @app.post("/{model}/predict", response_model=PredictResponse, openapi_extra=openapi_request_body())
+    @app.post("/{model}/predict", response_model=PredictResponse, openapi_extra=openapi_request_body(), responses=error_responses(401, 403, 404, 408, 413, 422, 503))
     async def predict(self, model: str, request: Request):
         self._authorize(request)
         body = await self._read_body(request)
@@ -196,7 +209,7 @@ class ModelServer:
             raise _error(408, f"prediction took longer than the server's {self._settings.request_timeout_s} s limit") from None
         return schema.respond(name=loaded.name, version=loaded.version, predictor=loaded.predictor, predictions=predictions)
 
-    @app.get("/{model}/info")
+    @app.get("/{model}/info", response_model=ModelInfo, responses=error_responses(401, 403, 404, 503))
     async def info(self, model: str, request: Request) -> dict:
         self._authorize(request)
         entry = self._registry.get(self._resolve(model))
@@ -213,4 +226,15 @@ class ModelServer:
             "registered_at": entry.get("registered_at"),
             "spec_hash": entry.get("spec_hash"),
             "data_fingerprint": entry.get("data_fingerprint"),
+        }
+
+    @app.get("/v2/models/{model}", responses=error_responses(401, 403, 404, 503))
+    async def model_metadata(self, model: str, request: Request) -> dict:
+        """The model's metadata as KServe's Open Inference Protocol (v2) gives it."""
+        self._authorize(request)
+        entry = self._registry.get(self._resolve(model))
+        return {
+            "name": entry["name"], "versions": [str(entry["version"])], "platform": "pytorch",
+            "inputs": [{"name": "inputs", "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [{"name": "predictions", "datatype": "BYTES", "shape": [-1]}],
         }

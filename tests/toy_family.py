@@ -23,6 +23,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from biomed.family import Baseline, Resolution, TaskDef
 from biomed.inputs import raise_if
+from biomed.models import head_labels
 from biomed.spec_sections import DataSection, ModelSection, TrainingSection, offering
 
 
@@ -221,8 +222,7 @@ class BitsFamily:
         return None
 
     def build_model(self, job, *, encoder, labels, num_outputs):
-        id2label = dict(enumerate(labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]))
-        config = BitsMLPConfig(width=encoder.width, hidden=job.spec.model.hidden, num_labels=num_outputs, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+        config = BitsMLPConfig(width=encoder.width, hidden=job.spec.model.hidden, **head_labels(labels, num_outputs))
         return BitsMLP(config)
 
     def register_auto_classes(self) -> None:

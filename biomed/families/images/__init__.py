@@ -12,6 +12,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from biomed.family import Baseline, Resolution, TaskDef
+from biomed.models import head_labels
 from biomed.spec_sections import DataSection, ModelSection, SpecSection, TrainingSection, offering
 
 
@@ -223,9 +224,7 @@ class ImageFamily:
     def build_model(self, job, *, encoder, labels: list[str], num_outputs: int):
         from biomed.families.images.vision import build_image_classifier, load_image_folder
 
-        names = labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]
-        id2label = dict(enumerate(names))
-        heads = dict(num_labels=num_outputs, id2label=id2label, label2id={name: i for i, name in id2label.items()})
+        heads = head_labels(labels, num_outputs)
         m = job.spec.model
         if m.backbone is None:
             return load_image_folder(job.model_folder, **heads)

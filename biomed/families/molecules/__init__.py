@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from biomed.family import Baseline, Resolution, TaskDef
+from biomed.models import head_labels
 from biomed.families.sequence import BertModel, SequenceData, SequenceFamily, bert_folder_type
 from biomed.families.sequence.backbones import SMALL_BERT, TINY_BERT
 from biomed.families.sequence.tokens import FeaturedTokenEncoder, SequenceEncoder, TokenEncoder
@@ -172,13 +173,8 @@ class MoleculeFamily(SequenceFamily):
             return super().build_model(job, encoder=encoder, labels=labels, num_outputs=num_outputs)
         from biomed.families.molecules.dmpnn import BiomedDMPNNConfig, BiomedDMPNNForSequenceClassification
 
-        names = labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]
-        id2label = dict(enumerate(names))
         graph = {**{k: getattr(m, k) for k in GRAPH_FIELDS}, "atom_fdim": encoder.atom_fdim, "bond_fdim": encoder.bond_fdim}
-        config = BiomedDMPNNConfig(
-            **graph, num_features=encoder.num_features, dropout=job.spec.training.dropout or 0.0, num_labels=num_outputs,
-            id2label=id2label, label2id={name: i for i, name in id2label.items()},
-        )
+        config = BiomedDMPNNConfig(**graph, num_features=encoder.num_features, dropout=job.spec.training.dropout or 0.0, **head_labels(labels, num_outputs))
         return BiomedDMPNNForSequenceClassification(config)
 
     def register_auto_classes(self) -> None:

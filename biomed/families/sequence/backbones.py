@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from biomed.datasets import package_dir
+from biomed.models import head_labels
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,7 @@ def build_bert_classifier(
     (heads.py); `num_features`: molecule features concatenated before the head."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-    names = labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]
-    id2label = dict(enumerate(names))
-    settings = {"num_labels": num_outputs, "id2label": id2label, "label2id": {name: i for i, name in id2label.items()}}
+    settings = head_labels(labels, num_outputs)
     if dropout is not None:
         settings |= {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     pooling = pooling or (preset.pooling if preset is not None else "cls")

@@ -12,6 +12,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from biomed.family import Baseline, Resolution, TaskDef
+from biomed.models import head_labels
 from biomed.spec_sections import DataSection, ModelSection, TrainingSection, offering
 
 FeatureValue = float | int | bool | str | None
@@ -189,12 +190,10 @@ class TabularFamily:
     def build_model(self, job, *, encoder, labels: list[str], num_outputs: int):
         from biomed.families.tabular.mlp import BiomedMLPConfig, BiomedMLPForSequenceClassification
 
-        names = labels if len(labels) == num_outputs else [f"output_{i}" for i in range(num_outputs)]
-        id2label = dict(enumerate(names))
         dropout = job.spec.training.dropout
         config = BiomedMLPConfig(
             num_features=encoder.num_features, hidden_sizes=job.spec.model.hidden_sizes or list(BACKBONES["mlp"].hidden_sizes),
-            dropout=0.1 if dropout is None else dropout, num_labels=num_outputs, id2label=id2label, label2id={name: i for i, name in id2label.items()},
+            dropout=0.1 if dropout is None else dropout, **head_labels(labels, num_outputs),
         )
         return BiomedMLPForSequenceClassification(config)
 
