@@ -95,8 +95,7 @@ def render() -> str:
     from jobs.serve_spec import ServeSpec
     from jobs.tune_spec import Distribution, SchedulerSpec, TuneSpec
 
-    top = [n for n in JobSpec.model_fields if n in ("name", "storage_path", "registry_storage_path")]
-    parts = [INTRO, "## Top level\n", table(JobSpec, top), "## `task:`\n", table(TaskSpec)]
+    parts = [INTRO, "## Top level\n", table(JobSpec), "## `task:`\n", table(TaskSpec)]
     parts += _family_sections("data") + _family_sections("model") + _family_sections("training")
     for name, model in (("scaling", ScalingSpec), ("checkpointing", CheckpointSpec), ("failure", FailureSpec), ("serve", ServeSpec), ("tune", TuneSpec)):
         parts += [f"## `{name}:`\n", table(model)]
