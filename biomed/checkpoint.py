@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from biomed.conformal import Calibration
 from biomed.devices import autocast_dtype, batch_to_device
 from biomed.families import families, get_task, load_validator
 from biomed.family import Encoder
@@ -83,6 +84,8 @@ class Predictor:
         # Reduced precision only on CUDA (autocast_dtype is None on CPU): CPU replicas stay fp32.
         self.dtype = autocast_dtype(precision, self.device)
         self.model = self.family.load_model(self.directory).eval().to(self.device)
+        # The split-conformal scores registration stored (None: a run's checkpoint, or survival).
+        self.calibration = Calibration.load(self.directory)
 
     def validate(self, inputs: list) -> list:
         """Normalised inputs, or InvalidInputs naming each bad one (the training-time check)."""
@@ -95,9 +98,13 @@ class Predictor:
         outputs = raw_outputs(self.model, encoded, np.arange(len(inputs)), batch_size=self.batch_size, device=self.device, dtype=self.dtype)
         return self.task.target.predictions(outputs, self.metadata.get("target_scaling"))
 
-    def describe(self, prediction: np.ndarray | float) -> dict:
-        """One prediction as JSON: label and probabilities, value, or risk score."""
-        return self.task.target.describe(prediction, self.labels)
+    def describe(self, prediction: np.ndarray | float, *, alpha: float | None = None) -> dict:
+        """One prediction as JSON: label and probabilities, value, or risk score; with `alpha`,
+        also its conformal prediction set or interval at coverage 1 - alpha (where calibrated)."""
+        out = self.task.target.describe(prediction, self.labels)
+        if alpha is not None and self.calibration is not None:
+            out |= self.task.target.conformal(prediction, self.calibration.threshold(alpha), self.labels) | {"alpha": alpha}
+        return out
 
     def probe(self, example) -> dict:
         """The prediction for one fixed input, as recorded at registration and re-checked by

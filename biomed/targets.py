@@ -50,6 +50,16 @@ class Target(Protocol):
 
     def describe(self, prediction: np.ndarray, labels: list[str]) -> dict: ...
 
+    # Split conformal (biomed/conformal.py): the nonconformity score of each (target, prediction)
+    # (None: the target has none), what a prediction becomes at a threshold, and its size.
+    conformal_method: str | None
+
+    def conformity_scores(self, targets: np.ndarray, predictions: np.ndarray) -> np.ndarray | None: ...
+
+    def conformal(self, prediction: np.ndarray, threshold: float, labels: list[str]) -> dict: ...
+
+    def conformal_size(self, predictions: np.ndarray, threshold: float) -> dict: ...
+
 
 class TargetStatistics(Protocol):
     """A split's target summary, one unit of examples at a time (streamed training data)."""
@@ -162,6 +172,19 @@ class ClassificationTarget:
     def describe(self, prediction, labels):
         return {"label": labels[int(np.argmax(prediction))], "probabilities": {k: float(p) for k, p in zip(labels, prediction)}}
 
+    conformal_method: str = "lac"  # least ambiguous set-valued classifier: score 1 - p(true label)
+
+    def conformity_scores(self, targets, predictions):
+        return 1.0 - predictions[np.arange(len(targets)), targets.astype(np.int64)]
+
+    def conformal(self, prediction, threshold, labels):
+        """The labels whose 1 - p is within the threshold, most probable first."""
+        order = np.argsort(-np.asarray(prediction), kind="stable")
+        return {"prediction_set": [labels[k] for k in order if 1.0 - prediction[k] <= threshold]}
+
+    def conformal_size(self, predictions, threshold):
+        return {"mean_set_size": float(np.mean(np.sum(1.0 - predictions <= threshold, axis=1)))}
+
 
 @dataclass(frozen=True)
 class RegressionTarget:
@@ -210,6 +233,17 @@ class RegressionTarget:
 
     def describe(self, prediction, labels):
         return {"value": float(prediction)}
+
+    conformal_method: str = "absolute_residual"
+
+    def conformity_scores(self, targets, predictions):
+        return np.abs(np.asarray(targets, dtype=np.float64) - np.asarray(predictions, dtype=np.float64))
+
+    def conformal(self, prediction, threshold, labels):
+        return {"interval": [float(prediction) - threshold, float(prediction) + threshold]}
+
+    def conformal_size(self, predictions, threshold):
+        return {"interval_width": 2 * threshold}
 
 
 def cox_partial_likelihood_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
@@ -287,6 +321,13 @@ class SurvivalTarget:
 
     def describe(self, prediction, labels):
         return {"risk_score": float(prediction)}
+
+    # A Cox log-risk score has no target scale to put an interval on, and censored times have
+    # no residual: no conformal set.
+    conformal_method: None = None
+
+    def conformity_scores(self, targets, predictions):
+        return None
 
 
 @dataclass(frozen=True)

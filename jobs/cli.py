@@ -223,17 +223,31 @@ def cmd_predict(args) -> int:
         raise ValueError(f"{entry['name']}@{entry['version']} reads {family.name} inputs: give {flag}")
     inputs, shown = _predict_inputs(args)
     inputs = [family.parse_cli_input(i) for i in inputs]
+    alpha = _alpha(args.alpha, predictor)
     predictions = predictor.predict(inputs)  # InvalidInputs (a ValueError) names the bad ones: exit 2
-    rows = [{"input": x, **predictor.describe(p)} for x, p in zip(shown, predictions)]
+    rows = [{"input": x, **predictor.describe(p, alpha=alpha)} for x, p in zip(shown, predictions)]
     payload = {"model": entry["name"], "version": entry["version"], "task": entry["task"], "predictions": rows}
 
     def human(p: dict) -> None:
         for r in p["predictions"]:
             answer = r.get("label", r.get("value", r.get("risk_score")))
-            print(f"{answer}\t{str(r['input'])[:80]}")
+            sure = f"{r['prediction_set']}" if "prediction_set" in r else f"[{r['interval'][0]:.3g}, {r['interval'][1]:.3g}]" if "interval" in r else ""
+            print(f"{answer}\t{sure + chr(9) if sure else ''}{str(r['input'])[:80]}")
 
     emit(payload, as_json=args.json, human=human)
     return 0
+
+
+def _alpha(given: float | None, predictor) -> float | None:
+    """The conformal miscoverage to answer with: the one asked for, else 0.1 where the version
+    was calibrated; refused for a target with no conformal set (survival)."""
+    from biomed.conformal import DEFAULT_ALPHA
+
+    if given is not None and not 0.0 < given < 1.0:
+        raise ValueError(f"--alpha {given} must be between 0 and 1")
+    if given is not None and predictor.task.target.conformal_method is None:
+        raise ValueError("--alpha: no conformal set for a survival risk score (a Cox score has no scale to put an interval on)")
+    return given if given is not None else DEFAULT_ALPHA
 
 
 def _add_registry_parsers(sub, common, storage) -> None:
@@ -257,6 +271,7 @@ def _add_registry_parsers(sub, common, storage) -> None:
         help="one input (repeatable): a text, DNA or protein sequence or SMILES; for tabular models a JSON object of features",
     )
     given.add_argument("--image", action="append", metavar="FILE", help="image models: one PNG, JPEG or DICOM file (repeatable)")
+    p.add_argument("--alpha", type=float, default=None, help="miscoverage of the conformal prediction set or interval printed with each prediction (default 0.1; classification and regression)")
     p.set_defaults(func=cmd_predict)
 
 

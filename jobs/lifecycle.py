@@ -146,9 +146,11 @@ def run(job: Job, *, address: str | None = None, hooks: Sequence[RunHooks] = ())
     return summary
 
 
-def register(info: RunInfo, *, registry_storage: str, model_dir: Path, record: dict, selection: dict, caller: HookCaller) -> dict:
+def register(
+    info: RunInfo, *, registry_storage: str, model_dir: Path, record: dict, selection: dict, caller: HookCaller, extra_files: dict[str, bytes] | None = None,
+) -> dict:
     """Register a selected checkpoint folder as the next version of `info.name`."""
-    entry = registry_for(registry_storage).register(name=info.name, model_dir=model_dir, record=record, selection=selection)
+    entry = registry_for(registry_storage).register(name=info.name, model_dir=model_dir, record=record, selection=selection, extra_files=extra_files)
     log.info("registered %s@%s at %s", entry["name"], entry["version"], display(entry["path"]))
     caller("on_register", info, entry)
     return entry

@@ -142,8 +142,9 @@ class Registry:
                 return entry
         raise RegistryError(f"model {name!r} has no version {wanted} (versions: {[v['version'] for v in index['versions']]})")
 
-    def register(self, *, name: str, model_dir: str | Path, record: dict, selection: dict) -> dict:
-        """Copy model_dir in as a new version (or return the version that already holds it).
+    def register(self, *, name: str, model_dir: str | Path, record: dict, selection: dict, extra_files: dict[str, bytes] | None = None) -> dict:
+        """Copy model_dir in as a new version (or return the version that already holds it);
+        `extra_files` are written beside it (what registration adds: the conformal scores).
 
         `selection` is {"metric", "mode", "value"}; the best pointer moves only to a version
         that is strictly better on the same metric and mode, and never to one whose record says
@@ -163,6 +164,8 @@ class Registry:
             staging = Path(tempfile.mkdtemp(dir=target, prefix=".staging-"))
             try:
                 shutil.copytree(model_dir, staging / "model")
+                for file_name, data in (extra_files or {}).items():
+                    (staging / "model" / file_name).write_bytes(data)
                 final = target / f"v{version:04d}"
                 os.rename(staging, final)
             except BaseException:

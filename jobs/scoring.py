@@ -76,10 +76,12 @@ def first_validation_input(spec: JobSpec, splits: Splits):
 def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     """Validation and test metrics of the checkpoint (with the selection metric's bootstrap
     interval), the task's classical baseline on the same validation and test rows (one fit on
-    the training split), and whether the model beats it on validation by the selection metric."""
+    the training split), and whether the model beats it on validation by the selection metric.
+    `predicted` holds the model's (targets, predictions) per split, for calibration."""
     task = spec.task_entry
     seed = spec.training.seed
-    out = {"validation": with_interval(task, spec.metric, *_predict(spec, predictor, splits.validation), seed=seed)}
+    validation_predicted = _predict(spec, predictor, splits.validation)
+    out = {"validation": with_interval(task, spec.metric, *validation_predicted, seed=seed), "predicted": {"validation": validation_predicted}}
     baseline = task.family.baseline(task.target)
     context = BaselineContext(num_classes=len(spec.task.labels or []), seed=seed, target=task.target, options=task.family.baseline_context(spec))
     train, validation = sample(spec, splits.train), sample(spec, splits.validation)
@@ -94,7 +96,8 @@ def score_test(spec: JobSpec, splits: Splits, predictor: Predictor) -> dict:
     out["guard"] = {"metric": spec.metric, "mode": spec.mode, "model": model_validation[spec.metric], "baseline": out["baseline_validation"][spec.metric], "baseline_name": baseline.name}
     if test is None:
         return out
-    out["model"] = with_interval(task, spec.metric, *_predict(spec, predictor, splits.test), seed=seed)
+    out["predicted"]["test"] = _predict(spec, predictor, splits.test)
+    out["model"] = with_interval(task, spec.metric, *out["predicted"]["test"], seed=seed)
     out["baseline"] = with_interval(task, spec.metric, test.targets, predictions[cut:], seed=seed)
     out["baseline"]["train_rows"], out["baseline"]["test_rows"] = len(train), len(test)
     if isinstance(splits.test, StreamedSplit):

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from biomed.checkpoint import Predictor
+from biomed.conformal import CONFORMAL_FILE, RECORDED_ALPHAS, calibrate, coverage
 from biomed.log import get_logger
 from jobs.curves import run_learning_curve
 from jobs.errors import TrainingFailed
@@ -53,6 +54,7 @@ def score_and_register(
     spec = job.spec
     predictor = Predictor(directory=ckpt_dir / MODEL_DIR, batch_size=spec.training.eval_batch_size)
     test = score_test(spec, splits, predictor)
+    calibration, conformal = calibrate_on(job.task.target, test.pop("predicted"))
     key = f"val_{spec.metric}"
     record = {
         "task": spec.task.name,
@@ -76,15 +78,30 @@ def score_and_register(
         "spec": spec.model_dump(mode="json"),
         # The golden check's input: the first validation example, already normalised.
         "probe": predictor.probe(first_validation_input(spec, splits)),
+        "conformal": conformal,
         **(lineage or {}),
     }
     selection = {"metric": key, "mode": spec.mode, "value": val_metrics[key]}
-    entry = register(info, registry_storage=spec.registry_storage, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection, caller=caller)
+    extra = {CONFORMAL_FILE: calibration.to_json().encode()} if calibration is not None else None
+    entry = register(info, registry_storage=spec.registry_storage, model_dir=ckpt_dir / MODEL_DIR, record=record, selection=selection, caller=caller, extra_files=extra)
     return {
         "registered": {"version": entry["version"], "path": entry["path"], "is_best": entry["is_best"], "best_reason": entry.get("best_reason")},
         "selection": selection,
-        **{k: record[k] for k in ("val_metrics", "selected_val_metrics", "test_metrics", "baseline", "baseline_val_metrics", "baseline_test_metrics", "beats_baseline", "guard")},
+        **{k: record[k] for k in ("val_metrics", "selected_val_metrics", "test_metrics", "baseline", "baseline_val_metrics", "baseline_test_metrics", "beats_baseline", "guard", "conformal")},
     }
+
+
+def calibrate_on(target, predicted: dict):
+    """Split-conformal calibration on the validation predictions (scores only, never inputs) and
+    its empirical coverage on the test rows at the recorded levels; (None, unsupported) for a
+    target without a conformal score (survival)."""
+    calibration = calibrate(target, *predicted["validation"])
+    if calibration is None:
+        return None, {"supported": False, "reason": "survival risk scores have no conformal set"}
+    summary = {"supported": True, "method": calibration.method, "calibration_rows": len(calibration.scores)}
+    if "test" in predicted:
+        summary["test_coverage"] = [coverage(target, calibration, *predicted["test"], alpha) for alpha in RECORDED_ALPHAS]
+    return calibration, summary
 
 
 def backbone_lineage(job: ResolvedJob) -> dict:

@@ -192,22 +192,22 @@ class ModelServer:
         try:
             content_type = request.headers.get("content-type", "")
             if content_type.startswith("multipart/form-data"):
-                inputs = schema.parse_multipart(body, content_type, self._settings, loaded.predictor.validator)
+                parsed = schema.parse_multipart(body, content_type, self._settings, loaded.predictor.validator)
             else:
-                inputs = schema.parse(body, self._settings, loaded.predictor.validator)
+                parsed = schema.parse(body, self._settings, loaded.predictor.validator)
         except InputError as error:
             return JSONResponse(status_code=422, content={"detail": error.errors})
         if self._settings.batching:
-            call = self._predict_batched((loaded, inputs))
+            call = self._predict_batched((loaded, parsed.inputs))
         else:
-            call = asyncio.to_thread(loaded.predictor.predict, inputs, validated=True)
+            call = asyncio.to_thread(loaded.predictor.predict, parsed.inputs, validated=True)
         try:
             # The server's own deadline: a client's x-request-timeout-seconds header only
             # reaches the proxy, so it can never lift this one.
             predictions = await asyncio.wait_for(call, timeout=self._settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise _error(408, f"prediction took longer than the server's {self._settings.request_timeout_s} s limit") from None
-        return schema.respond(name=loaded.name, version=loaded.version, predictor=loaded.predictor, predictions=predictions)
+        return schema.respond(name=loaded.name, version=loaded.version, predictor=loaded.predictor, predictions=predictions, alpha=parsed.alpha)
 
     @app.get("/{model}/info", response_model=ModelInfo, responses=error_responses(401, 403, 404, 503))
     async def info(self, model: str, request: Request) -> dict:
@@ -226,6 +226,7 @@ class ModelServer:
             "registered_at": entry.get("registered_at"),
             "spec_hash": entry.get("spec_hash"),
             "data_fingerprint": entry.get("data_fingerprint"),
+            "conformal": entry.get("conformal"),
         }
 
     @app.get("/v2/models/{model}", responses=error_responses(401, 403, 404, 503))

@@ -51,6 +51,7 @@ class ModelInfo(BaseModel):
     registered_at: str | None = Field(default=None, description="When the version was registered (UTC).")
     spec_hash: str | None = Field(default=None, description="sha256 of the resolved spec that trained it.")
     data_fingerprint: str | None = Field(default=None, description="sha256 of the data files it was trained on.")
+    conformal: dict | None = Field(default=None, description="Its split-conformal calibration: method, calibration rows, and the empirical test coverage at alpha 0.1 and 0.2.")
 
 
 def error_responses(*statuses: int) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
+from biomed.conformal import DEFAULT_ALPHA
 from biomed.families import families, get_task
 from biomed.inputs import InvalidInputs
 from jobs.serve_spec import ServeSpec
@@ -29,10 +30,14 @@ class InputError(ValueError):
 class LabelPrediction(BaseModel):
     label: str = Field(description="The most probable label.")
     probabilities: dict[str, float] = Field(description="Probability per label.")
+    prediction_set: list[str] | None = Field(default=None, description="Conformal prediction set at coverage 1 - alpha, most probable first (when the version was calibrated at registration).")
+    alpha: float | None = Field(default=None, description="The miscoverage the set was made at.")
 
 
 class ValuePrediction(BaseModel):
     value: float = Field(description="Predicted value in the target's units.")
+    interval: list[float] | None = Field(default=None, min_length=2, max_length=2, description="Conformal interval [low, high] at coverage 1 - alpha (when the version was calibrated at registration).")
+    alpha: float | None = Field(default=None, description="The miscoverage the interval was made at.")
 
 
 class RiskPrediction(BaseModel):
@@ -64,6 +69,14 @@ def _pydantic_errors(error: ValidationError) -> list[dict]:
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """A checked request: its validated inputs and the conformal miscoverage asked for (None: none)."""
+
+    inputs: list
+    alpha: float | None
+
+
+@dataclass(frozen=True)
 class TaskSchema:
     """How one task's requests are read and checked and how its answers are shaped."""
 
@@ -71,8 +84,10 @@ class TaskSchema:
     response: type[_Response]
     # Inputs are files: multipart uploads taken, bounded by the validator's byte limit, not characters.
     accepts_files: bool = False
+    # The target has conformal sets or intervals (not survival).
+    conformal: bool = True
 
-    def parse(self, body: bytes, limits: ServeSpec, validator) -> list:
+    def parse(self, body: bytes, limits: ServeSpec, validator) -> Parsed:
         """Validated, normalised inputs of a request body, or InputError naming each bad field.
 
         Inputs go through the same validator as the training data (alphabet, SMILES parse,
@@ -82,6 +97,7 @@ class TaskSchema:
             request = self.request.model_validate_json(body)
         except ValidationError as error:
             raise InputError(_pydantic_errors(error)) from None
+        alpha = self._alpha(request)
         single = not isinstance(request.inputs, list)
         inputs = [request.inputs] if single else list(request.inputs)
 
@@ -95,9 +111,16 @@ class TaskSchema:
             # Files (images) are bounded by their validator's byte limit, not by characters.
             if isinstance(item, str) and len(item) > limits.max_input_chars and not self.accepts_files:
                 errors.append({"loc": loc(i), "msg": f"input has {len(item)} characters; at most {limits.max_input_chars}", "type": "value_error"})
-        return self.check(inputs, loc, errors, validator)
+        return Parsed(self.check(inputs, loc, errors, validator), alpha)
 
-    def parse_multipart(self, body: bytes, content_type: str, limits: ServeSpec, validator) -> list:
+    def _alpha(self, request: BaseModel) -> float | None:
+        if not self.conformal:
+            if "alpha" in request.model_fields_set:
+                raise InputError([{"loc": ["body", "alpha"], "msg": "no conformal set for a survival risk score (a Cox score has no scale to put an interval on): leave alpha out", "type": "value_error"}])
+            return None
+        return getattr(request, "alpha", None)
+
+    def parse_multipart(self, body: bytes, content_type: str, limits: ServeSpec, validator) -> Parsed:
         """Images uploaded as multipart/form-data: every file part, in order, is one input."""
         if not self.accepts_files:
             raise InputError([{"loc": ["body"], "msg": "multipart/form-data is taken by image models only; send JSON", "type": "value_error"}])
@@ -107,7 +130,8 @@ class TaskSchema:
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
         parts = [part.get_payload(decode=True) or b"" for part in message.iter_parts()] if message.is_multipart() else []
         too_many = [{"loc": ["body"], "msg": f"{len(parts)} images; at most {limits.max_inputs_per_request} per request", "type": "value_error"}]
-        return self.check(parts, lambda i: ["body", "images", i], too_many if len(parts) > limits.max_inputs_per_request else [], validator)
+        inputs = self.check(parts, lambda i: ["body", "images", i], too_many if len(parts) > limits.max_inputs_per_request else [], validator)
+        return Parsed(inputs, DEFAULT_ALPHA if self.conformal else None)
 
     def check(self, inputs: list, loc, errors: list, validator) -> list:
         """Inputs through the checkpoint's validator; InputError naming each bad one by `loc`."""
@@ -120,10 +144,10 @@ class TaskSchema:
         except InvalidInputs as error:
             raise InputError([{"loc": loc(i), "msg": message, "type": "value_error"} for i, message in error.problems[:20]]) from None
 
-    def respond(self, *, name: str, version: int, predictor, predictions: np.ndarray) -> _Response:
+    def respond(self, *, name: str, version: int, predictor, predictions: np.ndarray, alpha: float | None = None) -> _Response:
         # The predictor shapes each answer (as `biomed predict` prints it); the response model
         # documents and checks that shape.
-        return self.response(model=name, version=version, predictions=[predictor.describe(p) for p in predictions])
+        return self.response(model=name, version=version, predictions=[predictor.describe(p, alpha=alpha) for p in predictions])
 
 
 _RESPONSES = {"classification": ClassificationResponse, "regression": RegressionResponse, "survival": SurvivalResponse}
@@ -132,7 +156,10 @@ _RESPONSES = {"classification": ClassificationResponse, "regression": Regression
 def task_schema(task_name: str) -> TaskSchema:
     """How a task's requests are read and its answers shaped: its family's request, its target's response."""
     task = get_task(task_name)
-    return TaskSchema(request=task.family.request, response=_RESPONSES[task.target.kind], accepts_files=task.family.accepts_files)
+    return TaskSchema(
+        request=task.family.request, response=_RESPONSES[task.target.kind], accepts_files=task.family.accepts_files,
+        conformal=task.target.conformal_method is not None,
+    )
 
 
 def openapi_request_body() -> dict:

@@ -179,3 +179,42 @@ def test_human_summaries_print_metrics_and_intervals(family_models, capsys):
     out = capsys.readouterr().out
     assert "test model: c_index=0." in out and "c_index_ci95=[0." in out
     assert "test baseline cox_ph: c_index=0." in out
+
+
+@pytest.mark.parametrize("family", ["dna", "smiles", "tabular"])
+def test_conformal_sets_cover_the_test_rows_at_their_level(family_models, family):
+    """Split conformal, calibrated on validation at registration: the test coverage recorded for
+    alpha 0.1 and 0.2 is within a binomial tolerance of 1 - alpha, and the registered folder
+    holds the scores only (no input, no target)."""
+    summary = family_models[family]
+    conformal = summary["conformal"]
+    assert conformal["supported"] and conformal["calibration_rows"] > 30
+    for row in conformal["test_coverage"]:
+        alpha, n = row["alpha"], row["rows"]
+        tolerance = 3 * np.sqrt(alpha * (1 - alpha) / n) + 1 / (conformal["calibration_rows"] + 1)
+        assert abs(row["coverage"] - (1 - alpha)) <= tolerance, row
+    folder = Path(summary["registered"]["path"])
+    stored = json.loads((folder / "conformal.json").read_text())
+    assert set(stored) == {"method", "calibration_rows", "scores"} and len(stored["scores"]) == conformal["calibration_rows"]
+    assert all(isinstance(s, float) for s in stored["scores"]) and stored["scores"] == sorted(stored["scores"])
+    predictor = Predictor(directory=folder)
+    first = predictor.predict(predictor.validate([_example(family)]))[0]
+    wide, narrow = predictor.describe(first, alpha=0.05), predictor.describe(first, alpha=0.5)
+    if "prediction_set" in wide:
+        assert set(narrow["prediction_set"]) <= set(wide["prediction_set"])
+    else:
+        assert wide["interval"][0] <= narrow["interval"][0] <= first <= narrow["interval"][1] <= wide["interval"][1]
+
+
+def test_survival_gives_no_conformal_set_and_says_why(family_models):
+    conformal = family_models["survival"]["conformal"]
+    assert conformal == {"supported": False, "reason": "survival risk scores have no conformal set"}
+    assert not (Path(family_models["survival"]["registered"]["path"]) / "conformal.json").exists()
+
+
+def _example(family: str):
+    return {
+        "dna": "GGCCTATAATGGCCGGCCGGCCGGCCGGCCGGCCGGCCGGCCGGCCGG",
+        "smiles": "CC(Cl)C(=O)O",
+        "tabular": {"x1": 1.0, "x2": -0.5, "x3": 0.0, "x4": None, "site": "b"},
+    }[family]

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from biomed.conformal import ConformalRequest
 from biomed.family import Baseline, Resolution, TaskDef
 from biomed.models import head_labels
 from biomed.spec_sections import DataSection, ModelSection, SpecSection, TrainingSection, offering
@@ -73,8 +74,7 @@ class ImageTraining(TrainingSection):
     augment_strength: float = Field(default=0.0, ge=0.0, le=1.0, description="Image tasks: strength of the training-only MONAI augmentation (random flip, rotation up to 15°, zoom up to ±15%, each on half the images at 1.0; scaled down linearly). 0: none.")
 
 
-class ImagePredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ImagePredictRequest(ConformalRequest):
 
     inputs: str | list[str] = Field(
         description="One image or a list: each a PNG, JPEG or DICOM file's bytes as base64 (standard alphabet). multipart/form-data uploads (one file part per image) are taken too.",

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from biomed.conformal import ConformalRequest
 from biomed.family import Baseline, Resolution, TaskDef
 from biomed.families.sequence.backbones import build_bert_classifier
 from biomed.families.sequence.tokens import SequenceEncoder, TokenEncoder
@@ -33,8 +34,7 @@ class BertModel(ModelSection):
     )
 
 
-class SequencePredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SequencePredictRequest(ConformalRequest):
 
     inputs: str | list[str] = Field(
         description="One input or a list: a text, a DNA sequence (A/C/G/T/N), a protein sequence (amino acids) or a SMILES string, per the model's task.",

@@ -9,8 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from biomed.conformal import ConformalRequest
 from biomed.family import Baseline, Resolution, TaskDef
 from biomed.models import head_labels
 from biomed.spec_sections import DataSection, ModelSection, TrainingSection, offering
@@ -54,8 +55,7 @@ class MLPModel(ModelSection):
         return value
 
 
-class TabularPredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TabularPredictRequest(ConformalRequest):
 
     inputs: dict[str, FeatureValue] | list[dict[str, FeatureValue]] = Field(
         description="One record or a list: {feature: value} with every feature the model was trained on (numbers for numeric features, strings for categorical ones; null is a missing value).",
