@@ -172,6 +172,12 @@ class Family(Protocol):
     def load_model(self, directory):
         """The model of a checkpoint folder (safetensors only)."""
 
+    # --- explanations (biomed.explain) ---
+    def explain(self, predictor, raw, validated, *, target_index: int, n_steps: int):
+        """Attributions of the model's output `target_index` for one input (`raw` as the user
+        sent it, `validated` as the check returned it), mapped onto the user's input: a
+        `biomed.explain.Explained`."""
+
     # --- the classical baseline ---
     def baseline(self, target: Target) -> Baseline:
         """The classical model a fine-tune of this family must beat, for the target."""

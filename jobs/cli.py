@@ -20,6 +20,7 @@ from pathlib import Path
 
 from biomed.log import configure as configure_logging
 from biomed.log import get_logger
+from jobs.model_cli import add_model_parsers
 from jobs.output import emit, pretty
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CLUSTER = 1, 2, 3
@@ -170,111 +171,6 @@ def _guard_line(s: dict) -> str:
     return f"NOT made best: {losing_line(g)}; `biomed models promote {ref} --force` makes it best anyway"
 
 
-def cmd_models(args) -> int:
-    from jobs.registry import registry_for
-
-    registry = registry_for(args.storage)
-    if args.models_command == "list":
-        rows = registry.summary()
-        emit({"models": rows}, as_json=args.json, human=lambda p: _print_models(p["models"]))
-    elif args.models_command == "promote":
-        entry = registry.promote(args.ref, force=args.force)
-        payload = {"name": entry["name"], "version": entry["version"], "is_best": True, "previous_best": entry["previous_best"], "beats_baseline": entry.get("beats_baseline")}
-        emit(payload, as_json=args.json, human=lambda p: print(f"{p['name']}@{p['version']} is now best (was v{p['previous_best']})"))
-    else:
-        entry = registry.get(args.ref)
-        emit(entry, as_json=args.json, human=pretty)
-    return 0
-
-
-def _print_models(rows: list[dict]) -> None:
-    if not rows:
-        print("no registered models")
-    for r in rows:
-        sel = r["best_selection"]
-        best = f"best v{r['best_version']} ({sel['metric']}={sel['value']:.4f})" if sel else "no best version (none beat its baseline; see `biomed models promote`)"
-        print(f"{r['name']} ({r['kind']}): {r['num_versions']} versions, {best}")
-
-
-def _predict_inputs(args) -> tuple[list, list]:
-    """The inputs to predict on, and how each is shown: images are read here (the files are the
-    user's own, on this machine), shown by file name."""
-    if not args.image:
-        return list(args.input), list(args.input)
-    contents = []
-    for path in args.image:
-        try:
-            contents.append(Path(path).read_bytes())
-        except OSError:
-            raise ValueError(f"--image {path!r} is missing or cannot be read") from None
-    return contents, list(args.image)
-
-
-def cmd_predict(args) -> int:
-    from biomed.checkpoint import Predictor
-    from jobs.registry import registry_for
-
-    entry = registry_for(args.storage).get(args.ref)
-    predictor = Predictor(directory=entry["path"])
-    family = predictor.family
-    # A family whose inputs are files (images) takes them by path; the others as strings.
-    flag = "--image FILE" if family.accepts_files else "--input"
-    if family.accepts_files != bool(args.image):
-        raise ValueError(f"{entry['name']}@{entry['version']} reads {family.name} inputs: give {flag}")
-    inputs, shown = _predict_inputs(args)
-    inputs = [family.parse_cli_input(i) for i in inputs]
-    alpha = _alpha(args.alpha, predictor)
-    predictions = predictor.predict(inputs)  # InvalidInputs (a ValueError) names the bad ones: exit 2
-    rows = [{"input": x, **predictor.describe(p, alpha=alpha)} for x, p in zip(shown, predictions)]
-    payload = {"model": entry["name"], "version": entry["version"], "task": entry["task"], "predictions": rows}
-
-    def human(p: dict) -> None:
-        for r in p["predictions"]:
-            answer = r.get("label", r.get("value", r.get("risk_score")))
-            sure = f"{r['prediction_set']}" if "prediction_set" in r else f"[{r['interval'][0]:.3g}, {r['interval'][1]:.3g}]" if "interval" in r else ""
-            print(f"{answer}\t{sure + chr(9) if sure else ''}{str(r['input'])[:80]}")
-
-    emit(payload, as_json=args.json, human=human)
-    return 0
-
-
-def _alpha(given: float | None, predictor) -> float | None:
-    """The conformal miscoverage to answer with: the one asked for, else 0.1 where the version
-    was calibrated; refused for a target with no conformal set (survival)."""
-    from biomed.conformal import DEFAULT_ALPHA
-
-    if given is not None and not 0.0 < given < 1.0:
-        raise ValueError(f"--alpha {given} must be between 0 and 1")
-    if given is not None and predictor.task.target.conformal_method is None:
-        raise ValueError("--alpha: no conformal set for a survival risk score (a Cox score has no scale to put an interval on)")
-    return given if given is not None else DEFAULT_ALPHA
-
-
-def _add_registry_parsers(sub, common, storage) -> None:
-    """`biomed models ...` and `biomed predict`: the commands that read the registry."""
-    p = sub.add_parser("models", help="the checkpoint registry")
-    models = p.add_subparsers(dest="models_command", required=True)
-    m = models.add_parser("list", parents=[common, storage], help="registered models")
-    m.set_defaults(func=cmd_models)
-    m = models.add_parser("show", parents=[common, storage], help="one model: NAME (its best) or NAME@VERSION")
-    m.add_argument("ref")
-    m.set_defaults(func=cmd_models)
-    m = models.add_parser("promote", parents=[common, storage], help="make NAME@VERSION the best version (what `predict NAME` and `serve deploy NAME` use)")
-    m.add_argument("ref", help="NAME@VERSION")
-    m.add_argument("--force", action="store_true", help="promote a version that did not beat its classical baseline on validation")
-    m.set_defaults(func=cmd_models)
-    p = sub.add_parser("predict", parents=[common, storage], help="predict with a registered model")
-    p.add_argument("ref", help="NAME or NAME@VERSION")
-    given = p.add_mutually_exclusive_group(required=True)
-    given.add_argument(
-        "--input", "--text", dest="input", action="append",
-        help="one input (repeatable): a text, DNA or protein sequence or SMILES; for tabular models a JSON object of features",
-    )
-    given.add_argument("--image", action="append", metavar="FILE", help="image models: one PNG, JPEG or DICOM file (repeatable)")
-    p.add_argument("--alpha", type=float, default=None, help="miscoverage of the conformal prediction set or interval printed with each prediction (default 0.1; classification and regression)")
-    p.set_defaults(func=cmd_predict)
-
-
 def _version() -> str:
     """The installed package's version (pyproject.toml's; CHANGELOG.md says what changed)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -326,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-path", default=None, help="override the spec's storage_path")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search; finished trials are not rerun")
     p.set_defaults(func=cmd_tune)
-    _add_registry_parsers(sub, common, storage)
+    add_model_parsers(sub, common=common, storage=storage)
     from serving.cli import add_serve_parser
 
     add_serve_parser(sub, parents=[common, storage])

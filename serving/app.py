@@ -4,6 +4,8 @@
 
 Routes (all but the docs need `Authorization: Bearer <token>`):
     POST /{model}/predict   model = "name" (the version pinned at deploy time) or "name@3"
+    POST /{model}/explain   attributions per input (biomed.explain): its own input limit,
+                            deadline and concurrency slots, so explanations never starve predict
     GET  /{model}/info
     GET  /v2/models/{model} the model's metadata as KServe's Open Inference Protocol gives it
     GET  /docs, /openapi.json  (the contract: an explicit path per deployed model; serving/openapi.py)
@@ -27,12 +29,13 @@ from ray import serve
 
 from biomed.checkpoint import Predictor
 from biomed.devices import inference_device
+from biomed.explain import ExplainError, check_target, explain
 from biomed.families import register_all
 from jobs.registry import REF_PATTERN, RegistryError, parse_ref, registry_for
 from serving.auth import authorized
 from jobs.serve_spec import ServeSpec
 from serving.openapi import ModelInfo, contract, error_responses
-from serving.schemas import InputError, PredictResponse, openapi_request_body, task_schema
+from serving.schemas import ExplainResponse, InputError, PredictResponse, openapi_request_body, task_schema
 
 # Probabilities may differ in the last float32 bits across thread counts (reduction order).
 GOLDEN_ATOL = 1e-4
@@ -112,6 +115,8 @@ class ModelServer:
             return await self._load_model(model_id)
 
         self.get_model = serve.multiplexed(max_num_models_per_replica=self._settings.max_models_per_replica)(load)
+        # Explanations take at most these slots; one more is turned away (503), never queued.
+        self._explain_slots = asyncio.Semaphore(self._settings.explain_max_concurrent)
         self._predict_batched.set_max_batch_size(self._settings.max_batch_size)
         self._predict_batched.set_batch_wait_timeout_s(self._settings.batch_wait_timeout_s)
         # Ready only once the deployed models load and pass the golden check.
@@ -182,19 +187,23 @@ class ModelServer:
                 start += len(items[i][1])
         return out
 
-    @app.post("/{model}/predict", response_model=PredictResponse, openapi_extra=openapi_request_body(), responses=error_responses(401, 403, 404, 408, 413, 422, 503))
-    async def predict(self, model: str, request: Request):
+    async def _checked(self, model: str, request: Request, *, explain: bool = False):
+        """(loaded model, its task schema, the parsed request): auth, body limit, model, inputs."""
         self._authorize(request)
         body = await self._read_body(request)
-        model_id = self._resolve(model)
-        loaded = await self.get_model(model_id)
+        loaded = await self.get_model(self._resolve(model))
         schema = task_schema(loaded.entry["task"])
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            parsed = schema.parse_multipart(body, content_type, self._settings, loaded.predictor.validator, explain=explain)
+        else:
+            parsed = schema.parse(body, self._settings, loaded.predictor.validator, explain=explain)
+        return loaded, schema, parsed
+
+    @app.post("/{model}/predict", response_model=PredictResponse, openapi_extra=openapi_request_body(), responses=error_responses(401, 403, 404, 408, 413, 422, 503))
+    async def predict(self, model: str, request: Request):
         try:
-            content_type = request.headers.get("content-type", "")
-            if content_type.startswith("multipart/form-data"):
-                parsed = schema.parse_multipart(body, content_type, self._settings, loaded.predictor.validator)
-            else:
-                parsed = schema.parse(body, self._settings, loaded.predictor.validator)
+            loaded, schema, parsed = await self._checked(model, request)
         except InputError as error:
             return JSONResponse(status_code=422, content={"detail": error.errors})
         if self._settings.batching:
@@ -208,6 +217,33 @@ class ModelServer:
         except asyncio.TimeoutError:
             raise _error(408, f"prediction took longer than the server's {self._settings.request_timeout_s} s limit") from None
         return schema.respond(name=loaded.name, version=loaded.version, predictor=loaded.predictor, predictions=predictions, alpha=parsed.alpha)
+
+    @app.post(
+        "/{model}/explain", response_model=ExplainResponse, response_model_exclude_unset=True, openapi_extra=openapi_request_body(explain=True),
+        responses=error_responses(401, 403, 404, 408, 413, 422, 503),
+    )
+    async def explain(self, model: str, request: Request):
+        try:
+            loaded, _, parsed = await self._checked(model, request, explain=True)
+            check_target(loaded.predictor, parsed.target)
+        except InputError as error:
+            return JSONResponse(status_code=422, content={"detail": error.errors})
+        except ExplainError as error:
+            return JSONResponse(status_code=422, content={"detail": [{"loc": ["body", "target"], "msg": str(error), "type": "value_error"}]})
+        if self._explain_slots.locked():
+            raise _error(503, f"this replica is running its {self._settings.explain_max_concurrent} explanation(s) at once; retry shortly", {"Retry-After": "1"})
+        await self._explain_slots.acquire()
+        # The slot is freed when the computation ends, not at the deadline: a thread cannot be
+        # cancelled, and a timed-out explanation still holds the CPU it runs on.
+        work = asyncio.ensure_future(asyncio.to_thread(
+            explain, loaded.predictor, list(parsed.raw), validated=parsed.inputs, target=parsed.target, n_steps=parsed.n_steps, alpha=parsed.alpha,
+        ))
+        work.add_done_callback(lambda _: self._explain_slots.release())
+        try:
+            explanations = await asyncio.wait_for(asyncio.shield(work), timeout=self._settings.explain_timeout_s)
+        except asyncio.TimeoutError:
+            raise _error(408, f"explanation took longer than the server's {self._settings.explain_timeout_s} s limit") from None
+        return {"model": loaded.name, "version": loaded.version, "explanations": explanations}
 
     @app.get("/{model}/info", response_model=ModelInfo, responses=error_responses(401, 403, 404, 503))
     async def info(self, model: str, request: Request) -> dict:

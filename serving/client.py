@@ -89,5 +89,11 @@ class Client:
     def predict(self, model: str, inputs: list[str] | str | list[dict] | dict) -> dict:
         return self._request("POST", f"/{model}/predict", model=model, json={"inputs": inputs})
 
+    def explain(self, model: str, inputs: list[str] | str | list[dict] | dict, *, target: str | None = None, n_steps: int | None = None) -> dict:
+        """Attributions per input (`POST /{model}/explain`): of `target` (a label; default the
+        predicted one), with `n_steps` integration steps (default the server's)."""
+        body = {"inputs": inputs, **({"target": target} if target is not None else {}), **({"n_steps": n_steps} if n_steps is not None else {})}
+        return self._request("POST", f"/{model}/explain", model=model, json=body)
+
     def info(self, model: str) -> dict:
         return self._request("GET", f"/{model}/info", model=model)

@@ -2,7 +2,7 @@
 
 FastAPI documents the generic routes (`/{model}/predict` with every family's request body,
 since the version is named at request time). On top of that, every deployed model gets its own
-paths (`/drug-reviews/predict`, `/drug-reviews/info`) with its family's request schema and its
+paths (`/drug-reviews/predict`, `/drug-reviews/explain`, `/drug-reviews/info`) with its family's request schema and its
 target's response schema; every route documents its error responses with one shared error
 schema, and declares the bearer scheme the routes require.
 """
@@ -14,16 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from serving.schemas import task_schema
+from serving.schemas import ExplainResponse, explain_request, task_schema
 
 ERRORS = {
     401: "Missing or wrong bearer token.",
     403: "The token may not call this route or model.",
     404: "No such model or version in the registry.",
-    408: "The prediction did not finish within the server's deadline.",
+    408: "The prediction (or explanation) did not finish within the server's deadline.",
     413: "The request body is over the size limit.",
     422: "The body does not fit the model's request schema, or an input fails the model's input check; `detail` names each by its location.",
-    503: "The deployment is at capacity; retry after `Retry-After` seconds.",
+    503: "The deployment is at capacity (or, for explain, the replica's explanation slots are taken); retry after `Retry-After` seconds.",
 }
 BEARER = "bearer"
 
@@ -74,19 +74,22 @@ def _schema(model: type[BaseModel], components: dict) -> dict:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _operation_for(generic: dict, name: str, task: str, components: dict) -> dict:
-    """The generic predict operation made exact for one model: no path parameter, its family's
-    request body, its target's response."""
+def _operation_for(generic: dict, name: str, task: str, components: dict, *, explain: bool = False) -> dict:
+    """The generic predict (or explain) operation made exact for one model: no path parameter,
+    its family's request body, its target's response."""
     schema = task_schema(task)
     operation = copy.deepcopy(generic)
-    operation["operationId"] = f"predict_{name}"
-    operation["summary"] = f"Predict with {name}"
+    verb = "explain" if explain else "predict"
+    operation["operationId"] = f"{verb}_{name}"
+    operation["summary"] = f"{verb.capitalize()} with {name}"
     operation.pop("parameters", None)
-    content = {"application/json": {"schema": _schema(schema.request, components)}}
+    request, response = (explain_request(schema.request), ExplainResponse) if explain else (schema.request, schema.response)
+    content = {"application/json": {"schema": _schema(request, components)}}
     if schema.accepts_files:
         content["multipart/form-data"] = generic["requestBody"]["content"]["multipart/form-data"]
     operation["requestBody"] = {"required": True, "content": content}
-    operation["responses"]["200"] = {"description": "One prediction per input, in input order.", "content": {"application/json": {"schema": _schema(schema.response, components)}}}
+    answer = "One explanation per input, in input order." if explain else "One prediction per input, in input order."
+    operation["responses"]["200"] = {"description": answer, "content": {"application/json": {"schema": _schema(response, components)}}}
     return operation
 
 
@@ -100,9 +103,11 @@ def contract(base: dict, models: dict[str, str]) -> dict:
         for operation in path.values():
             operation["security"] = [{BEARER: []}]
     generic_predict = doc["paths"]["/{model}/predict"]["post"]
+    generic_explain = doc["paths"]["/{model}/explain"]["post"]
     generic_info = doc["paths"]["/{model}/info"]["get"]
     for name, task in sorted(models.items()):
         doc["paths"][f"/{name}/predict"] = {"post": _operation_for(generic_predict, name, task, components)}
+        doc["paths"][f"/{name}/explain"] = {"post": _operation_for(generic_explain, name, task, components, explain=True)}
         info = copy.deepcopy(generic_info)
         info.pop("parameters", None)
         info["operationId"], info["summary"] = f"info_{name}", f"Describe {name}"

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from biomed.conformal import DEFAULT_ALPHA
+from biomed.explain import DEFAULT_STEPS, MAX_STEPS
 from biomed.families import families, get_task
 from biomed.inputs import InvalidInputs
 from jobs.serve_spec import ServeSpec
@@ -64,6 +65,51 @@ class SurvivalResponse(_Response):
 PredictResponse = ClassificationResponse | RegressionResponse | SurvivalResponse
 
 
+class ExplainFields(BaseModel):
+    """What an explain request adds to its family's predict request."""
+
+    target: str | None = Field(default=None, description="Classification: the label whose score is explained (default: the predicted label); one that is not among the model's labels gets a 422 naming it. Regression and survival models have one output: leave it out.")
+    n_steps: int = Field(default=DEFAULT_STEPS, ge=2, le=MAX_STEPS, description="Integration steps of integrated gradients: more steps, a smaller completeness gap (convergence_delta), proportionally more compute.")
+
+
+class Attribution(BaseModel):
+    """One unit of the input and its attribution; which keys it has depends on the family."""
+
+    score: float = Field(description="Attribution to the explained output: positive pushes it up, negative down. The scores sum to the output's change from the reference, less convergence_delta.")
+    span: list[int] | None = Field(default=None, description="Text, DNA, protein, SMILES: [start, end) character offsets in the input as sent; null for a bond the SMILES leaves implicit.")
+    text: str | None = Field(default=None, description="The characters of the span: a word or subword, a base, a residue, an atom, a bond symbol.")
+    atom: int | None = Field(default=None, description="SMILES: the atom's index in the input, in order of appearance (0-based).")
+    bond: list[int] | None = Field(default=None, description="SMILES: the two atoms' indices of a bond.")
+    feature: str | None = Field(default=None, description="Tabular and survival: the column (a categorical column's one-hot group summed).")
+    value: float | int | str | bool | None = Field(default=None, description="Tabular and survival: the column's value as checked (null: missing).")
+    region: list[int] | None = Field(default=None, description="Images: [top, left, bottom, right) in input pixels of one of the top cells of an 8 × 8 grid.")
+
+
+class Explanation(BaseModel):
+    prediction: dict = Field(description="The prediction, as predict answers it.")
+    target: str = Field(description="What is explained: a label, 'value' or 'risk_score'.")
+    attributions: list[Attribution] = Field(description="Spans of the input, features, atoms and bonds, or image regions.")
+    method: str = Field(description="How the attributions were computed: layer_integrated_gradients (token embeddings), integrated_gradients (graph, tabular features), occlusion (images).")
+    convergence_delta: float | None = Field(description="Integrated gradients' completeness gap: |sum of attributions - (output - reference output)|; null for occlusion, which has no such axiom.")
+    heatmap_png: str | None = Field(default=None, description="Images: the positive attributions at the input's resolution, an 8-bit grayscale PNG in base64.")
+    heatmap_scale: float | None = Field(default=None, description="Images: the attribution per pixel that 255 in the heat map stands for.")
+
+
+class ExplainResponse(_Response):
+    explanations: list[Explanation] = Field(description="One per input, in input order.")
+
+
+_EXPLAIN_REQUESTS: dict[type, type] = {}
+
+
+def explain_request(request: type[BaseModel]) -> type[BaseModel]:
+    """A family's explain request body: its predict request plus target and n_steps."""
+    if request not in _EXPLAIN_REQUESTS:
+        name = request.__name__.replace("Predict", "Explain")
+        _EXPLAIN_REQUESTS[request] = type(name, (request, ExplainFields), {"__doc__": f"{request.__doc__ or ''} Plus what to explain."})
+    return _EXPLAIN_REQUESTS[request]
+
+
 def _pydantic_errors(error: ValidationError) -> list[dict]:
     return [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors(include_url=False)]
 
@@ -74,6 +120,9 @@ class Parsed:
 
     inputs: list
     alpha: float | None
+    target: str | None = None  # explain requests only
+    n_steps: int = DEFAULT_STEPS
+    raw: tuple = ()  # the inputs as sent: explanations map back onto them (SMILES before canonicalisation)
 
 
 @dataclass(frozen=True)
@@ -87,17 +136,19 @@ class TaskSchema:
     # The target has conformal sets or intervals (not survival).
     conformal: bool = True
 
-    def parse(self, body: bytes, limits: ServeSpec, validator) -> Parsed:
+    def parse(self, body: bytes, limits: ServeSpec, validator, *, explain: bool = False) -> Parsed:
         """Validated, normalised inputs of a request body, or InputError naming each bad field.
 
         Inputs go through the same validator as the training data (alphabet, SMILES parse,
-        feature names and types), recorded with the checkpoint.
+        feature names and types), recorded with the checkpoint. `explain`: an explain request
+        (its own body fields and input limit).
         """
         try:
-            request = self.request.model_validate_json(body)
+            request = (explain_request(self.request) if explain else self.request).model_validate_json(body)
         except ValidationError as error:
             raise InputError(_pydantic_errors(error)) from None
         alpha = self._alpha(request)
+        most = limits.explain_max_inputs_per_request if explain else limits.max_inputs_per_request
         single = not isinstance(request.inputs, list)
         inputs = [request.inputs] if single else list(request.inputs)
 
@@ -105,13 +156,14 @@ class TaskSchema:
             return ["body", "inputs"] if single else ["body", "inputs", i]
 
         errors = []
-        if len(inputs) > limits.max_inputs_per_request:
-            errors.append({"loc": ["body", "inputs"], "msg": f"{len(inputs)} inputs; at most {limits.max_inputs_per_request} per request", "type": "value_error"})
+        if len(inputs) > most:
+            errors.append({"loc": ["body", "inputs"], "msg": f"{len(inputs)} inputs; at most {most} per {'explain ' if explain else ''}request", "type": "value_error"})
         for i, item in enumerate(inputs):
             # Files (images) are bounded by their validator's byte limit, not by characters.
             if isinstance(item, str) and len(item) > limits.max_input_chars and not self.accepts_files:
                 errors.append({"loc": loc(i), "msg": f"input has {len(item)} characters; at most {limits.max_input_chars}", "type": "value_error"})
-        return Parsed(self.check(inputs, loc, errors, validator), alpha)
+        checked = self.check(inputs, loc, errors, validator)
+        return Parsed(checked, alpha, getattr(request, "target", None), getattr(request, "n_steps", DEFAULT_STEPS), tuple(inputs))
 
     def _alpha(self, request: BaseModel) -> float | None:
         if not self.conformal:
@@ -120,18 +172,30 @@ class TaskSchema:
             return None
         return getattr(request, "alpha", None)
 
-    def parse_multipart(self, body: bytes, content_type: str, limits: ServeSpec, validator) -> Parsed:
-        """Images uploaded as multipart/form-data: every file part, in order, is one input."""
+    def parse_multipart(self, body: bytes, content_type: str, limits: ServeSpec, validator, *, explain: bool = False) -> Parsed:
+        """Images uploaded as multipart/form-data: every file part, in order, is one input; an
+        explain request may add form fields `target` and `n_steps`."""
         if not self.accepts_files:
             raise InputError([{"loc": ["body"], "msg": "multipart/form-data is taken by image models only; send JSON", "type": "value_error"}])
         import email.parser
         import email.policy
 
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-        parts = [part.get_payload(decode=True) or b"" for part in message.iter_parts()] if message.is_multipart() else []
-        too_many = [{"loc": ["body"], "msg": f"{len(parts)} images; at most {limits.max_inputs_per_request} per request", "type": "value_error"}]
-        inputs = self.check(parts, lambda i: ["body", "images", i], too_many if len(parts) > limits.max_inputs_per_request else [], validator)
-        return Parsed(inputs, DEFAULT_ALPHA if self.conformal else None)
+        parts, fields = [], {}
+        for part in message.iter_parts() if message.is_multipart() else ():
+            name = part.get_param("name", header="content-disposition")
+            if explain and name in ExplainFields.model_fields:
+                fields[name] = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+            else:
+                parts.append(part.get_payload(decode=True) or b"")
+        try:
+            extra = ExplainFields.model_validate(fields)
+        except ValidationError as error:
+            raise InputError(_pydantic_errors(error)) from None
+        most = limits.explain_max_inputs_per_request if explain else limits.max_inputs_per_request
+        too_many = [{"loc": ["body"], "msg": f"{len(parts)} images; at most {most} per request", "type": "value_error"}]
+        inputs = self.check(parts, lambda i: ["body", "images", i], too_many if len(parts) > most else [], validator)
+        return Parsed(inputs, DEFAULT_ALPHA if self.conformal else None, extra.target, extra.n_steps, tuple(parts))
 
     def check(self, inputs: list, loc, errors: list, validator) -> list:
         """Inputs through the checkpoint's validator; InputError naming each bad one by `loc`."""
@@ -162,15 +226,19 @@ def task_schema(task_name: str) -> TaskSchema:
     )
 
 
-def openapi_request_body() -> dict:
-    """The predict endpoint's documented body: one schema per family's request."""
+def openapi_request_body(*, explain: bool = False) -> dict:
+    """The predict (or explain) endpoint's documented body: one schema per family's request."""
     requests = list({id(f.request): f.request for f in families()}.values())
+    requests = [explain_request(r) for r in requests] if explain else requests
+    form = {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}
+    if explain:
+        form |= {name: ExplainFields.model_json_schema()["properties"][name] for name in ExplainFields.model_fields}
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": {"oneOf": [r.model_json_schema() for r in requests]}},
-                "multipart/form-data": {"schema": {"type": "object", "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": form}},
             },
         }
     }

@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import psutil
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from biomed.families.images.planted import planted_lesion_images
+from biomed.families.molecules.planted import planted_nitro_table
 from biomed.families.text.planted import write_planted_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -239,3 +242,74 @@ def register_untrained_backbone(storage: Path, name: str, family: str, kind: str
     save_model_checkpoint(build_masked_lm(TINY_BERT, vocab_size=len(tokenizer)), encoder, folder, {"kind": "backbone"})
     entry = registry_for(storage).register(name=name, model_dir=folder, record={"kind": "backbone", "family": family}, selection={"metric": "val_loss", "mode": "min", "value": 1.0})
     return Path(entry["path"])
+
+
+# The planted nitro set (a nitro group among N and O distractors): the dmpnn backbone's run, shared
+# by its tests and the explanation tests.
+NITRO_EPOCHS = 30
+
+
+@pytest.fixture(scope="session")
+def nitro_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("nitro")
+    pq.write_table(planted_nitro_table(360, seed=1), folder / "train.parquet")
+    pq.write_table(planted_nitro_table(160, seed=2), folder / "test.parquet")
+    return folder
+
+
+def nitro_spec(data: Path, storage: Path, *, name: str = "nitro", workers: int = 2, **training) -> dict:
+    return {
+        "name": name,
+        "task": {"name": "molecule_classification"},
+        "data": {"train_path": str(data / "train.parquet"), "test_path": str(data / "test.parquet"), "text_column": "smiles", "label_column": "label", "split": "scaffold"},
+        "model": {"backbone": "dmpnn", "depth": 3, "hidden_size": 64, "ffn_hidden_size": 64},
+        "training": {"epochs": NITRO_EPOCHS, "batch_size_per_worker": 16, "warmup_ratio": 0.05, **training},
+        "scaling": {"num_workers": workers},
+        "checkpointing": {"num_to_keep": 1},
+        "storage_path": str(storage),
+    }
+
+
+@pytest.fixture(scope="session")
+def nitro_run(ray_cluster, nitro_dir, tmp_path_factory) -> dict:
+    from jobs.train import train
+
+    storage = tmp_path_factory.mktemp("nitro-runs")
+    from jobs.spec import parse_spec
+
+    return {"summary": train(parse_spec(nitro_spec(nitro_dir, storage))), "storage": storage}
+
+
+# Planted lesion images: the small CNN's run (and a text model beside it), shared by the image
+# training tests and the explanation tests.
+@pytest.fixture(scope="session")
+def lesion_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("lesions")
+    pq.write_table(planted_lesion_images(folder / "train", 320, seed=1), folder / "train" / "train.parquet")
+    pq.write_table(planted_lesion_images(folder / "test", 160, seed=2), folder / "test" / "test.parquet")
+    return folder
+
+
+def lesion_spec(folder: Path, storage: Path, **training) -> dict:
+    return {
+        "name": "lesions",
+        "task": {"name": "image_classification"},
+        "data": {"train_path": str(folder / "train" / "train.parquet"), "test_path": str(folder / "test" / "test.parquet")},
+        "model": {"backbone": "small-cnn"},
+        "training": {"epochs": 30, "batch_size_per_worker": 16, "learning_rate": 3e-3, "warmup_ratio": 0.05, "augment_strength": 0.5, **training},
+        "scaling": {"num_workers": 2},
+        "checkpointing": {"num_to_keep": 1},
+        "storage_path": str(storage),
+    }
+
+
+@pytest.fixture(scope="session")
+def lesion_run(ray_cluster, lesion_dir, planted_dir, tmp_path_factory) -> dict:
+    from jobs.train import train
+
+    from jobs.spec import parse_spec
+
+    storage = tmp_path_factory.mktemp("lesion-runs")
+    summary = train(parse_spec(lesion_spec(lesion_dir, storage)))
+    text = train(parse_spec(tiny_spec(planted_dir, storage, scaling={"num_workers": 1})))
+    return {"summary": summary, "text": text, "storage": storage}

@@ -18,42 +18,10 @@ from safetensors.torch import load_file
 
 from biomed.checkpoint import Predictor
 from biomed.inputs import InvalidInputs
-from biomed.families.molecules.planted import planted_nitro_table
 from jobs.registry import RegistryError, registry_for
 from jobs.resolve import resolve_raw
 from jobs.spec import SpecError, parse_spec
-
-
-EPOCHS = 30
-
-
-@pytest.fixture(scope="module")
-def nitro_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("nitro")
-    pq.write_table(planted_nitro_table(360, seed=1), folder / "train.parquet")
-    pq.write_table(planted_nitro_table(160, seed=2), folder / "test.parquet")
-    return folder
-
-
-def nitro_spec(data: Path, storage: Path, *, name: str = "nitro", workers: int = 2, **training) -> dict:
-    return {
-        "name": name,
-        "task": {"name": "molecule_classification"},
-        "data": {"train_path": str(data / "train.parquet"), "test_path": str(data / "test.parquet"), "text_column": "smiles", "label_column": "label", "split": "scaffold"},
-        "model": {"backbone": "dmpnn", "depth": 3, "hidden_size": 64, "ffn_hidden_size": 64},
-        "training": {"epochs": EPOCHS, "batch_size_per_worker": 16, "warmup_ratio": 0.05, **training},
-        "scaling": {"num_workers": workers},
-        "checkpointing": {"num_to_keep": 1},
-        "storage_path": str(storage),
-    }
-
-
-@pytest.fixture(scope="module")
-def nitro_run(ray_cluster, nitro_dir, tmp_path_factory) -> dict:
-    from jobs.train import train
-
-    storage = tmp_path_factory.mktemp("nitro-runs")
-    return {"summary": train(parse_spec(nitro_spec(nitro_dir, storage))), "storage": storage}
+from tests.conftest import NITRO_EPOCHS, nitro_spec
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +57,7 @@ def test_dmpnn_learns_the_planted_substructure_and_beats_its_baseline(nitro_run)
 def test_two_workers_train_on_as_many_examples_per_epoch_as_one(nitro_run, weak_run):
     rows = nitro_run["summary"]["data"]["rows"]["train"]
     assert weak_run["summary"]["data"]["rows"]["train"] == rows
-    assert _examples_per_epoch(nitro_run["summary"]) == [rows] * EPOCHS
+    assert _examples_per_epoch(nitro_run["summary"]) == [rows] * NITRO_EPOCHS
     assert _examples_per_epoch(weak_run["summary"]) == [rows]
 
 

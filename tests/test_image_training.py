@@ -12,40 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from biomed.families.images.planted import planted_lesion_images
 from jobs.spec import parse_spec
-from tests.conftest import tiny_spec
-
-
-@pytest.fixture(scope="module")
-def lesion_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("lesions")
-    pq.write_table(planted_lesion_images(folder / "train", 320, seed=1), folder / "train" / "train.parquet")
-    pq.write_table(planted_lesion_images(folder / "test", 160, seed=2), folder / "test" / "test.parquet")
-    return folder
-
-
-def lesion_spec(folder: Path, storage: Path, **training) -> dict:
-    return {
-        "name": "lesions",
-        "task": {"name": "image_classification"},
-        "data": {"train_path": str(folder / "train" / "train.parquet"), "test_path": str(folder / "test" / "test.parquet")},
-        "model": {"backbone": "small-cnn"},
-        "training": {"epochs": 30, "batch_size_per_worker": 16, "learning_rate": 3e-3, "warmup_ratio": 0.05, "augment_strength": 0.5, **training},
-        "scaling": {"num_workers": 2},
-        "checkpointing": {"num_to_keep": 1},
-        "storage_path": str(storage),
-    }
-
-
-@pytest.fixture(scope="module")
-def lesion_run(ray_cluster, lesion_dir, planted_dir, tmp_path_factory) -> dict:
-    from jobs.train import train
-
-    storage = tmp_path_factory.mktemp("lesion-runs")
-    summary = train(parse_spec(lesion_spec(lesion_dir, storage)))
-    text = train(parse_spec(tiny_spec(planted_dir, storage, scaling={"num_workers": 1})))
-    return {"summary": summary, "text": text, "storage": storage}
+from tests.conftest import lesion_spec
 
 
 def test_a_small_cnn_learns_the_planted_lesion_and_beats_the_pixel_baseline(lesion_run):

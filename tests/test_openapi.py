@@ -1,5 +1,6 @@
 """The HTTP contract, checked against a real deployment: schemathesis generates requests from
-the deployment's own /openapi.json (a DNA and a tabular model, two families) and every answer
+the deployment's own /openapi.json (a DNA and a tabular model, two families; predict, explain
+and info) and every answer
 must be documented and fit its schema; no request may cause a server error."""
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ def test_the_document_is_exact_for_the_deployed_models(deployment):
     doc = httpx.get(f"{deployment['url']}/openapi.json", timeout=30).json()
     paths = doc["paths"]
     for name in ("planted-dna", "planted-tabular"):
-        assert f"/{name}/predict" in paths and f"/{name}/info" in paths
+        assert f"/{name}/predict" in paths and f"/{name}/explain" in paths and f"/{name}/info" in paths
     dna = paths["/planted-dna/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     tabular = paths["/planted-tabular/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert (dna, tabular) == ("SequencePredictRequest", "TabularPredictRequest")  # a tabular body no longer fits a DNA model
+    explain = paths["/planted-dna/explain"]["post"]
+    assert explain["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SequenceExplainRequest")
+    assert explain["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ExplainResponse")
     assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearer"]["description"]}
     for path, operations in paths.items():
         for method, operation in operations.items():

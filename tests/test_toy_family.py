@@ -96,6 +96,12 @@ def test_the_toy_family_is_served_over_http(trained):
             bad = client.post("/toy-bits/predict", json={"inputs": ["0120"]}, headers=headers)
             assert bad.status_code == 422 and "position 2" in bad.text
             assert client.get("/toy-bits/info", headers=headers).json()["task"] == "bits_classification"
+            # Its own explain method answers the shared route: one entry per bit of the input.
+            why = client.post("/toy-bits/explain", json={"inputs": ["10110011"], "target": "even"}, headers=headers)
+            assert why.status_code == 200, why.text
+            (row,) = why.json()["explanations"]
+            assert row["target"] == "even" and [a["span"] for a in row["attributions"]] == [[i, i + 1] for i in range(8)]
+            assert row["convergence_delta"] < 0.05
     finally:
         serve.shutdown()
         os.environ.pop("BIOMED_SERVE_TOKEN", None)

@@ -231,6 +231,25 @@ class BitsFamily:
     def load_model(self, directory):
         return AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
 
+    def explain(self, predictor, raw, validated, *, target_index, n_steps):
+        from biomed.explain import Explained, integrated_gradients
+
+        x = predictor.encoder.encode([validated]).batch([0])["bits"]
+
+        def forward(bits):
+            return predictor.model(bits=bits).logits[:, target_index]
+
+        (scores,), delta = integrated_gradients(forward, (x,), (torch.zeros_like(x),), n_steps=n_steps)
+        entries = [{"span": [i, i + 1], "text": bit, "score": float(scores[i])} for i, bit in enumerate(validated[: len(scores)])]
+
+        def output_without(units) -> float:
+            masked = x.clone()
+            masked[0, np.asarray(units, dtype=np.int64)] = 0.0
+            with torch.no_grad():
+                return float(forward(masked)[0])
+
+        return Explained({"attributions": entries, "convergence_delta": delta, "method": "integrated_gradients"}, scores[: len(validated)], output_without)
+
     def baseline(self, target):
         return Baseline("bits_logreg", bits_logreg)
 

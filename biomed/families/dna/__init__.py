@@ -22,13 +22,18 @@ MOTIF = "TATAAT"  # the bacterial -10 promoter box
 BACKBONES = {"tiny-bert": TINY_BERT, "small-bert": SMALL_BERT}
 
 
+def kmer_starts(length: int, *, size: int, stride: int) -> list[int]:
+    """Where each k-mer of a sequence starts; a tail shorter than a k-mer is covered by one last
+    k-mer ending at the sequence's end, so no base is dropped."""
+    starts = list(range(0, max(length - size, 0) + 1, stride))
+    if starts and starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
+
+
 def kmerize(sequence: str, *, size: int, stride: int) -> str:
-    """'ACGTAC' with size 3, stride 1 → 'ACG CGT GTA TAC'; a tail shorter than a k-mer is
-    covered by one last k-mer ending at the sequence's end, so no base is dropped."""
-    starts = list(range(0, max(len(sequence) - size, 0) + 1, stride))
-    if starts and starts[-1] + size < len(sequence):
-        starts.append(len(sequence) - size)
-    return " ".join(sequence[s : s + size] for s in starts)
+    """'ACGTAC' with size 3, stride 1 → 'ACG CGT GTA TAC'."""
+    return " ".join(sequence[s : s + size] for s in kmer_starts(len(sequence), size=size, stride=stride))
 
 
 def kmer_tokenizer(size: int):
@@ -118,6 +123,17 @@ class DnaFamily(SequenceFamily):
     def mask_span(self, spec) -> int:
         t = spec.tokenizer
         return max(1, -(-t.kmer_size // t.kmer_stride)) if t.kind == "kmer" else 1
+
+    def attribution_entries(self, tokens, raw: str, validated: str) -> list[dict]:
+        """Per base: each k-mer's score spread evenly over the bases it covers (BPE: each piece's)."""
+        from biomed.families.sequence.explain import per_position, strip_shift
+
+        size, stride = tokens.sequences.kmer_size, tokens.sequences.kmer_stride
+        if not size:
+            positions = [tokens.offsets[i] for i in tokens.units]
+        else:
+            positions = [(s, s + size) for s in kmer_starts(len(validated), size=size, stride=stride)[: len(tokens.units)]]
+        return per_position(tokens, positions, raw, shift=strip_shift(raw))
 
     def baseline_context(self, spec) -> dict:
         # The baseline's character n-grams reach the model's k-mer; 6 (DNABERT's) when it reads BPE.

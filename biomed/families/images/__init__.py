@@ -240,6 +240,11 @@ class ImageFamily:
         self.register_auto_classes()
         return AutoModelForImageClassification.from_pretrained(directory, use_safetensors=True)
 
+    def explain(self, predictor, raw, validated, *, target_index: int, n_steps: int):
+        from biomed.families.images.explain import image_explanation
+
+        return image_explanation(predictor, validated, target_index=target_index, n_steps=n_steps)
+
     def baseline(self, target) -> Baseline:
         if target.has_labels:
             return Baseline("pixel_logreg", pixel_logreg)

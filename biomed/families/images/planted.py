@@ -34,18 +34,19 @@ def _vessel(rng, yy, xx, side: int) -> np.ndarray:
 def planted_lesion_images(folder: str | Path, num_rows: int, *, seed: int, side: int = 64) -> pa.Table:
     """Write `num_rows` grayscale images under `folder` (8- and 16-bit PNG, JPEG, in turn) and
     return the table {"image": path relative to `folder`, "label": "lesion" | "clear",
-    "lesion_radius": the blob's radius in pixels, 0 without one (a regression target)}."""
+    "lesion_radius": the blob's radius in pixels, 0 without one (a regression target),
+    "lesion_y", "lesion_x": its centre in pixels, -1 without one (where explanations should look)}."""
     from PIL import Image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:side, 0:side]
-    paths, labels, sizes = [], [], []
+    paths, labels, sizes, centres = [], [], [], []
     for i in range(num_rows):
         image = _background(rng, side) + _vessel(rng, yy, xx, side)
         lesion = bool(rng.random() < 0.5)
-        radius = 0.0
+        radius, cy, cx = 0.0, -1.0, -1.0
         if lesion:
             cy, cx = rng.uniform(side * 0.2, side * 0.8, size=2)
             radius = rng.uniform(2.5, 4.5)
@@ -60,4 +61,19 @@ def planted_lesion_images(folder: str | Path, num_rows: int, *, seed: int, side:
         paths.append(name)
         labels.append("lesion" if lesion else "clear")
         sizes.append(round(float(radius), 3))
-    return pa.table({"image": paths, "label": labels, "lesion_radius": sizes})
+        centres.append((round(float(cy), 3), round(float(cx), 3)))
+    return pa.table({"image": paths, "label": labels, "lesion_radius": sizes, "lesion_y": [c[0] for c in centres], "lesion_x": [c[1] for c in centres]})
+
+
+def lesion_mass(heatmap_png: str, row: dict, *, radii: float = 3.0) -> tuple[float, float]:
+    """(share of a heat map's mass within `radii` lesion radii of the lesion's centre, that
+    disk's share of the image): how much of an explanation lands on the planted lesion."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(heatmap_png))), dtype=np.float64)
+    yy, xx = np.mgrid[0 : heat.shape[0], 0 : heat.shape[1]]
+    disk = (yy - row["lesion_y"]) ** 2 + (xx - row["lesion_x"]) ** 2 <= (radii * row["lesion_radius"]) ** 2
+    return (float(heat[disk].sum() / heat.sum()) if heat.sum() > 0 else 0.0), float(disk.mean())

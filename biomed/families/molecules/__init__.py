@@ -182,6 +182,19 @@ class MoleculeFamily(SequenceFamily):
 
         super().register_auto_classes()
 
+    def explain(self, predictor, raw, validated, *, target_index: int, n_steps: int):
+        from biomed.families.molecules.explain import graph_explanation
+
+        if predictor.encoder.metadata().get("kind") == "molecule_graph":
+            return graph_explanation(predictor, raw, validated, target_index=target_index, n_steps=n_steps)
+        return super().explain(predictor, raw, validated, target_index=target_index, n_steps=n_steps)
+
+    def attribution_entries(self, tokens, raw: str, validated: str) -> list[dict]:
+        """Atoms and bonds of the user's SMILES (explain.py maps the canonical form back)."""
+        from biomed.families.molecules.explain import smiles_token_entries
+
+        return smiles_token_entries(tokens, raw, validated)
+
     def baseline(self, target) -> Baseline:
         return Baseline("morgan_random_forest", morgan_random_forest)
 

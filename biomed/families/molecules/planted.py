@@ -40,3 +40,11 @@ def planted_nitro_table(num_rows: int, *, seed: int) -> pa.Table:
         labels.append("nitro" if nitro else "none")
     return pa.table({"smiles": smiles, "label": labels})
 
+
+
+def nitro_part(smiles: str):
+    """Whether an attribution entry is an atom of a nitro group, or a bond between two."""
+    from rdkit import Chem
+
+    atoms = {i for match in Chem.MolFromSmiles(smiles).GetSubstructMatches(Chem.MolFromSmarts("[N+](=O)[O-]")) for i in match}
+    return lambda entry: entry.get("atom") in atoms or (entry.get("bond") is not None and set(entry["bond"]) <= atoms)

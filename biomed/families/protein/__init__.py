@@ -49,6 +49,13 @@ class ProteinFamily(SequenceFamily):
     def fixed_tokenizer(self, kind: str, *, kmer_size: int | None):
         return residue_tokenizer()
 
+    def attribution_entries(self, tokens, raw: str, validated: str) -> list[dict]:
+        from biomed.families.sequence.explain import per_position, strip_shift
+
+        # Residue j is word j of the spaced string, at offset 2j.
+        positions = [(tokens.offsets[i][0] // 2, tokens.offsets[i][0] // 2 + 1) for i in tokens.units]
+        return per_position(tokens, positions, raw, shift=strip_shift(raw))
+
 
 PROTEIN = ProteinFamily(
     name="protein",

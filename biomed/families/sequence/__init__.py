@@ -204,6 +204,19 @@ class SequenceFamily:
 
         return build_masked_lm(self.backbones[name], vocab_size=vocab_size, max_positions=max_positions)
 
+    # --- explanations ---
+    def explain(self, predictor, raw, validated, *, target_index: int, n_steps: int):
+        from biomed.families.sequence.explain import token_attributions
+
+        tokens = token_attributions(predictor, validated, target_index=target_index, n_steps=n_steps)
+        return tokens.explained(self.attribution_entries(tokens, raw, validated))
+
+    def attribution_entries(self, tokens, raw: str, validated: str) -> list[dict]:
+        """Token scores as spans of the user's string (text: words and subwords)."""
+        from biomed.families.sequence.explain import spans_of, strip_shift
+
+        return spans_of(tokens, raw, shift=strip_shift(raw) if validated != raw else 0)
+
     # --- the baseline ---
     def baseline(self, target) -> Baseline:
         return Baseline(self.baseline_name, self.baseline_fn)

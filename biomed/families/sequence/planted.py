@@ -24,3 +24,9 @@ def motif_table(num_rows: int, *, seed: int, alphabet: str, motif: str, length: 
     seqs = [_with_motif(rng, alphabet, length, motif, bool(p)) for p in planted]
     return pa.table({"sequence": seqs, "label": ["motif" if p else "background" for p in planted]})
 
+
+
+def motif_part(sequence: str, motif: str):
+    """Whether an attribution entry (a base or residue span) lies on the planted motif."""
+    start = sequence.index(motif)
+    return lambda entry: entry.get("span") is not None and start <= entry["span"][0] and entry["span"][1] <= start + len(motif)

@@ -206,6 +206,11 @@ class TabularFamily:
         self.register_auto_classes()
         return AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
 
+    def explain(self, predictor, raw, validated, *, target_index: int, n_steps: int):
+        from biomed.families.tabular.explain import tabular_explanation
+
+        return tabular_explanation(predictor, validated, target_index=target_index, n_steps=n_steps)
+
     def baseline(self, target) -> Baseline:
         return BASELINES[target.kind]
 

@@ -26,6 +26,9 @@ class TabularPreprocessor:
     stds: tuple[float, ...]
     categorical: tuple[str, ...]
     categories: tuple[tuple[str, ...], ...]
+    # Each category's share of the training rows: the one-hot columns' training mean, which
+    # explanations take as the reference (empty in checkpoints from before 0.2).
+    frequencies: tuple[tuple[float, ...], ...] = ()
 
     @classmethod
     def fit(cls, rows: list[dict], *, numeric: list[str], categorical: list[str]) -> TabularPreprocessor:
@@ -37,7 +40,8 @@ class TabularPreprocessor:
             means.append(mean)
             stds.append(std if std > 1e-12 else 1.0)  # a constant column stays 0, not NaN
         categories = tuple(tuple(sorted({r[name] for r in rows if r[name] is not None})) for name in categorical)
-        return cls(tuple(numeric), tuple(means), tuple(stds), tuple(categorical), categories)
+        counts = [[sum(r[name] == c for r in rows) for c in cats] for name, cats in zip(categorical, categories)]
+        return cls(tuple(numeric), tuple(means), tuple(stds), tuple(categorical), categories, _shares(counts, len(rows)))
 
     @property
     def feature_names(self) -> list[str]:
@@ -62,6 +66,14 @@ class TabularPreprocessor:
             offset += len(cats)
         return out
 
+    def training_mean(self) -> np.ndarray:
+        """The model's features at the training mean: 0 for standardised numeric features, each
+        category's training share for one-hot columns (0 where no shares were recorded)."""
+        out = np.zeros(self.num_features, dtype=np.float32)
+        if self.frequencies:
+            out[len(self.numeric):] = [share for shares in self.frequencies for share in shares]
+        return out
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -73,7 +85,12 @@ class TabularPreprocessor:
             stds=tuple(payload["stds"]),
             categorical=tuple(payload["categorical"]),
             categories=tuple(tuple(c) for c in payload["categories"]),
+            frequencies=tuple(tuple(f) for f in payload.get("frequencies", ())),
         )
+
+
+def _shares(counts: list[list[int]], rows: int) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(c / rows if rows else 0.0 for c in column) for column in counts)
 
 
 @dataclass
@@ -84,7 +101,8 @@ class TabularStatistics:
     numeric: list[str]
     categorical: list[str]
     sums: dict = field(default_factory=dict)
-    categories: dict = field(default_factory=dict)
+    categories: dict = field(default_factory=dict)  # column → {category: rows}
+    rows: int = 0
 
     def update(self, examples) -> None:
         for name in self.numeric:
@@ -92,7 +110,11 @@ class TabularStatistics:
             n, total, total_sq = self.sums.get(name, (0, 0.0, 0.0))
             self.sums[name] = (n + values.size, total + float(values.sum()), total_sq + float(np.square(values).sum()))
         for name in self.categorical:
-            self.categories.setdefault(name, set()).update(r[name] for r in examples.inputs if r[name] is not None)
+            seen = self.categories.setdefault(name, {})
+            for r in examples.inputs:
+                if r[name] is not None:
+                    seen[r[name]] = seen.get(r[name], 0) + 1
+        self.rows += len(examples.inputs)
 
     def result(self) -> dict:
         means, stds = [], []
@@ -102,8 +124,10 @@ class TabularStatistics:
             std = float(np.sqrt(max(total_sq / n - mean * mean, 0.0))) if n else 1.0
             means.append(mean)
             stds.append(std if std > 1e-12 else 1.0)
-        cats = [sorted(self.categories.get(name, ())) for name in self.categorical]
-        return TabularPreprocessor(tuple(self.numeric), tuple(means), tuple(stds), tuple(self.categorical), tuple(tuple(c) for c in cats)).to_dict()
+        cats = [sorted(self.categories.get(name, {})) for name in self.categorical]
+        counts = [[self.categories[name][c] for c in column] for name, column in zip(self.categorical, cats)]
+        shares = _shares(counts, self.rows)
+        return TabularPreprocessor(tuple(self.numeric), tuple(means), tuple(stds), tuple(self.categorical), tuple(tuple(c) for c in cats), shares).to_dict()
 
 
 

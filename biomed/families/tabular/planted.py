@@ -6,6 +6,15 @@ import numpy as np
 import pyarrow as pa
 
 
+# The columns that decide the label and the hazard; x3 and x4 (classification), x3 (survival) are noise.
+SIGNAL = {"classification": ("x1", "x2", "site"), "survival": ("x1", "x2", "stage")}
+
+
+def signal_part(target: str):
+    """Whether an attribution entry is one of the columns the planted signal is made of."""
+    return lambda entry: entry.get("feature") in SIGNAL[target]
+
+
 def planted_tabular_table(num_rows: int, *, seed: int) -> pa.Table:
     """Four numeric features (x3 often missing) and a categorical `site`; label "high" iff
     x1 - x2 + 1.5·[site = b] > 0.3 (about balanced)."""

@@ -41,3 +41,10 @@ def write_planted_text(path, num_rows: int, *, seed: int, label_noise: float = 0
 def planted(num_rows: int, seed: int) -> tuple[pa.Table, dict]:
     """The family's planted table and the spec sections that read it."""
     return planted_text_table(num_rows, seed=seed), {"task": {"name": "text_classification"}, "data": {}, "model": {"backbone": "tiny-bert"}}
+
+
+def marker_part(text: str, label: str):
+    """Whether an attribution entry lies on the text's marker word (what decides its label)."""
+    start = text.index(MARKERS[label])
+    end = start + len(MARKERS[label])
+    return lambda entry: entry.get("span") is not None and start <= entry["span"][0] and entry["span"][1] <= end

@@ -1,0 +1,220 @@
+"""Explanations, measured for faithfulness on every family's planted signal.
+
+Each family's model is trained on data whose label (or hazard) is decided by a known part of
+the input: a marker word, a DNA motif, a residue motif, a nitro group (for the SMILES
+transformer and for `dmpnn`), the signal columns of a table, a lesion in an image. On inputs
+that hold it, at least 80% of the positive attribution mass must land on that part (the share
+the part takes of the input is reported beside it), and removing the top-attributed units must
+lower the explained output more than removing as many random ones. Then the interfaces: the
+CLI with --html checked in headless Chromium, and `POST /{model}/explain` over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from biomed.checkpoint import Predictor
+from biomed.explain import deletion_curves, explain, explain_units, positive_share
+from biomed.families.dna import MOTIF as DNA_MOTIF
+from biomed.families.images.planted import lesion_mass
+from biomed.families.molecules.planted import nitro_part
+from biomed.families.protein.planted import MOTIF as PROTEIN_MOTIF
+from biomed.families.sequence.planted import motif_part
+from biomed.families.tabular.planted import signal_part
+from biomed.families.text.planted import marker_part
+from jobs.spec import parse_spec
+
+PLANTED_MASS = 0.8
+CASES = 6  # inputs per family
+
+
+@dataclass
+class Case:
+    raw: object
+    target: str | None
+    inside: Callable[[dict], bool]
+
+
+@pytest.fixture(scope="module")
+def smiles_bert(ray_cluster, nitro_dir, tmp_path_factory) -> dict:
+    """A SMILES transformer (tiny BERT over atom tokens) on the planted nitro set."""
+    from jobs.train import train
+    from tests.conftest import nitro_spec
+
+    storage = tmp_path_factory.mktemp("nitro-bert")
+    raw = nitro_spec(nitro_dir, storage, name="nitro-bert", workers=1, epochs=8, learning_rate=3e-3)
+    raw["model"] = {"backbone": "tiny-bert"}
+    return {"summary": train(parse_spec(raw)), "storage": storage}
+
+
+def _rows(path: Path, **where) -> list[dict]:
+    return [r for r in pq.read_table(path).to_pylist() if all(r[k] == v for k, v in where.items())][:CASES]
+
+
+def family_cases(name: str, request) -> tuple[str, list[Case]]:
+    """(registered folder, planted inputs) of one family's model."""
+    if name == "text":
+        run = request.getfixturevalue("lesion_run")["text"]  # a tiny BERT on planted_dir's marker words
+        rows = _rows(request.getfixturevalue("planted_dir") / "test.parquet")
+        return run["registered"]["path"], [Case(r["text"], r["label"], marker_part(r["text"], r["label"])) for r in rows]
+    if name in ("smiles-bert", "dmpnn"):
+        run = request.getfixturevalue("smiles_bert" if name == "smiles-bert" else "nitro_run")["summary"]
+        rows = _rows(request.getfixturevalue("nitro_dir") / "test.parquet", label="nitro")
+        return run["registered"]["path"], [Case(r["smiles"], "nitro", nitro_part(r["smiles"])) for r in rows]
+    models, folder = request.getfixturevalue("family_models"), request.getfixturevalue("family_dir")
+    path = models[name]["registered"]["path"]
+    if name in ("dna", "protein"):
+        motif = {"dna": DNA_MOTIF, "protein": PROTEIN_MOTIF}[name]
+        return path, [Case(r["sequence"], "motif", motif_part(r["sequence"], motif)) for r in _rows(folder / f"{name}_test.parquet", label="motif")]
+    validator = Predictor(directory=path).validator
+    rows = pq.read_table(folder / f"{name}_test.parquet").select([*validator.numeric, *validator.categorical]).to_pylist()[:CASES]
+    return path, [Case(r, None, signal_part("survival" if name == "survival" else "classification")) for r in rows]
+
+
+@pytest.mark.parametrize("name", ["text", "dna", "protein", "smiles-bert", "dmpnn", "tabular", "survival"])
+def test_attributions_land_on_the_planted_signal_and_deleting_them_matters_most(request, record_property, name):
+    folder, cases = family_cases(name, request)
+    predictor = Predictor(directory=folder)
+    shares, part, top, random = [], [], [], []
+    for case in cases:
+        ((head, explained),) = explain_units(predictor, [case.raw], target=case.target)
+        entries = explained.payload["attributions"]
+        shares.append(positive_share(entries, case.inside))
+        part.append(sum(map(case.inside, entries)) / len(entries))
+        curves = deletion_curves(explained, max_units=max(1, sum(map(case.inside, entries))))
+        top.append(curves["drop_top"])
+        random.append(curves["drop_random"])
+        assert explained.payload["convergence_delta"] < 0.05 * max(1.0, abs(explained.output_without([]))), head
+    record_property("planted_mass", float(np.mean(shares)))
+    record_property("planted_share_of_input", float(np.mean(part)))
+    assert np.mean(shares) >= PLANTED_MASS, f"{name}: planted mass {np.mean(shares):.3f} (the planted part is {np.mean(part):.3f} of the input) {shares}"
+    assert np.mean(top) > np.mean(random), f"{name}: deleting the top units drops the output by {np.mean(top):.3f}, random ones by {np.mean(random):.3f}"
+
+
+def test_the_lesion_gets_the_heat_and_deleting_its_cells_matters_most(lesion_run, lesion_dir, record_property):
+    predictor = Predictor(directory=lesion_run["summary"]["registered"]["path"])
+    rows = [r for r in pq.read_table(lesion_dir / "test" / "test.parquet").to_pylist() if r["label"] == "lesion"][:CASES]
+    files = [(lesion_dir / "test" / r["image"]).read_bytes() for r in rows]
+    masses, disks, top, random = [], [], [], []
+    for row, (head, explained) in zip(rows, explain_units(predictor, files, target="lesion")):
+        payload = explained.payload
+        assert len(payload["attributions"]) == 5 and all(len(a["region"]) == 4 for a in payload["attributions"])
+        mass, disk = lesion_mass(payload["heatmap_png"], row)
+        masses.append(mass)
+        disks.append(disk)
+        curves = deletion_curves(explained, max_units=2)
+        top.append(curves["drop_top"])
+        random.append(curves["drop_random"])
+    record_property("planted_mass", float(np.mean(masses)))
+    record_property("planted_share_of_input", float(np.mean(disks)))
+    assert np.mean(masses) >= PLANTED_MASS, f"lesion mass {np.mean(masses):.3f} (the disk is {np.mean(disks):.3f} of the image) {masses}"
+    assert np.mean(top) > np.mean(random)
+
+
+def test_smiles_attributions_map_back_through_canonicalisation(smiles_bert, nitro_run):
+    """The same molecule written two ways: each explanation names the user's own atoms and
+    characters, and atom by atom they agree (the model read one canonical string)."""
+    written = ["OCC(CC)C[N+](=O)[O-]", "[O-][N+](=O)CC(CO)CC"]
+    for run in (smiles_bert, nitro_run):
+        predictor = Predictor(directory=run["summary"]["registered"]["path"])
+        first, second = explain(predictor, written, target="nitro")
+        for raw, result in zip(written, (first, second)):
+            for a in result["attributions"]:
+                if a.get("span") is not None:
+                    assert raw[a["span"][0] : a["span"][1]] == a["text"]
+        from rdkit import Chem
+
+        # Atom i of the first string is the atom at the same place in the second (the match maps them).
+        match = Chem.MolFromSmiles(written[1]).GetSubstructMatch(Chem.MolFromSmiles(written[0]))
+        by_atom = {a["atom"]: a for a in second["attributions"] if "atom" in a}
+        for a in first["attributions"]:
+            if "atom" in a:
+                other = by_atom[match[a["atom"]]]
+                assert other["text"] == a["text"] and other["score"] == pytest.approx(a["score"], abs=1e-4)
+
+
+def test_cli_explains_with_a_page_that_chromium_renders(lesion_run, lesion_dir, tmp_path):
+    from jobs.cli import main
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it where it may)")
+    storage = str(lesion_run["storage"])
+    text_ref = f"planted@{lesion_run['text']['registered']['version']}"
+    page = tmp_path / "why.html"
+    text = "patient reports mild symptoms and the clinician notes arrhythmia today"
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "explain", text_ref, "--storage", storage, "--input", text, "--html", str(page), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])["explanations"][0]
+    top = max(row["attributions"], key=lambda a: a["score"])
+    assert row["target"] == "cardiac" and top["text"] in "arrhythmia"
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
+    shot = tmp_path / "why.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,800", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )
+    from PIL import Image
+
+    from biomed.explain_page import FOR
+
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    # The strongest token is shaded in the full colour; a page that failed to render has none.
+    assert (np.abs(pixels.astype(int) - FOR).sum(-1) < 12).sum() > 200
+    assert main(["explain", text_ref, "--storage", storage, "--input", text, "--target", "pulmonary"]) == 2  # not a label
+    assert main(["explain", f"lesions@{lesion_run['summary']['registered']['version']}", "--storage", storage, "--input", "CCO"]) == 2
+
+
+def test_explain_over_http_has_its_own_limits_and_names_a_bad_target(lesion_run, lesion_dir, monkeypatch):
+    import httpx
+    from ray import serve
+
+    from cluster.local_head import free_port
+    from serving.deploy import deploy
+
+    image_ref = f"lesions@{lesion_run['summary']['registered']['version']}"
+    text_ref = f"planted@{lesion_run['text']['registered']['version']}"
+    token = "explain-token-0123456789"
+    monkeypatch.setenv("BIOMED_SERVE_TOKEN", token)
+    port = free_port()
+    settings = {"port": port, "num_cpus_per_replica": 0.5, "max_replicas": 1, "max_body_bytes": 4_000_000, "explain_max_inputs_per_request": 2}
+    deploy([text_ref, image_ref], storage_path=lesion_run["storage"], overrides=settings)
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        base = f"http://127.0.0.1:{port}"
+        text = "patient reports mild symptoms and the clinician notes nephropathy today"
+        ok = httpx.post(f"{base}/{text_ref}/explain", json={"inputs": [text], "target": "renal", "n_steps": 16}, headers=headers, timeout=120)
+        assert ok.status_code == 200, ok.text
+        (row,) = ok.json()["explanations"]
+        assert row["target"] == "renal" and row["prediction"]["label"] == "renal"
+        assert max(row["attributions"], key=lambda a: a["score"])["text"] in "nephropathy"
+        assert set(row["attributions"][0]) == {"span", "text", "score"}  # no empty keys of other families
+        bad = httpx.post(f"{base}/{text_ref}/explain", json={"inputs": [text], "target": "pulmonary"}, headers=headers, timeout=60)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "target"] and "'pulmonary'" in bad.json()["detail"][0]["msg"]
+        many = httpx.post(f"{base}/{text_ref}/explain", json={"inputs": [text] * 3}, headers=headers, timeout=60)
+        assert many.status_code == 422 and "at most 2 per explain request" in many.text
+        assert httpx.post(f"{base}/{text_ref}/predict", json={"inputs": [text] * 3}, headers=headers, timeout=60).status_code == 200
+        assert httpx.post(f"{base}/{text_ref}/explain", json={"inputs": [text]}, timeout=60).status_code == 401
+        image = (lesion_dir / "test" / pq.read_table(lesion_dir / "test" / "test.parquet").column("image")[0].as_py()).read_bytes()
+        uploaded = httpx.post(f"{base}/{image_ref}/explain", files=[("images", ("a.png", image, "image/png"))], data={"target": "lesion", "n_steps": "8"}, headers=headers, timeout=120)
+        assert uploaded.status_code == 200, uploaded.text
+        picture = uploaded.json()["explanations"][0]
+        assert picture["target"] == "lesion" and picture["heatmap_png"] and len(picture["attributions"]) == 5
+        document = httpx.get(f"{base}/openapi.json", timeout=60).json()
+        assert "/planted/explain" in document["paths"] and "/lesions/explain" in document["paths"]
+    finally:
+        serve.shutdown()
