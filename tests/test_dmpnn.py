@@ -66,7 +66,7 @@ def test_checkpoint_is_safetensors_and_reloads_to_identical_predictions(nitro_ru
 
     folder = Path(nitro_run["summary"]["registered"]["path"])
     files = {p.name for p in folder.iterdir()}
-    assert files == {"model.safetensors", "config.json", "biomed.json"}  # no pickles, no tokenizer
+    assert files == {"model.safetensors", "config.json", "biomed.json", "conformal.json"}  # no pickles, no tokenizer; conformal scores only
     smiles = pq.read_table(nitro_dir / "test.parquet").column("smiles").to_pylist()[:40]
     first, second = Predictor(directory=folder), Predictor(directory=folder)
     np.testing.assert_array_equal(first.predict(smiles), second.predict(smiles))

@@ -179,6 +179,31 @@ def test_cli_explains_with_a_page_that_chromium_renders(lesion_run, lesion_dir, 
     assert main(["explain", f"lesions@{lesion_run['summary']['registered']['version']}", "--storage", storage, "--input", "CCO"]) == 2
 
 
+def test_cli_explains_graphs_sequences_and_records(nitro_run, family_models, capsys):
+    """`biomed explain` answers every family's model in the shape of its inputs."""
+    from jobs.cli import main
+
+    def explain_json(ref: str, storage, *inputs: str) -> list[dict]:
+        args = ["explain", ref, "--storage", str(storage), "--json"]
+        for value in inputs:
+            args += ["--input", value]
+        assert main(args) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["explanations"]
+
+    nitro = nitro_run["summary"]["registered"]
+    (graph,) = explain_json(f"nitro@{nitro['version']}", nitro_run["storage"], "[O-][N+](=O)CCO")
+    atoms = {a["atom"]: a["text"] for a in graph["attributions"] if "atom" in a}
+    assert atoms == {0: "[O-]", 1: "[N+]", 2: "O", 3: "C", 4: "C", 5: "O"} and graph["method"] == "integrated_gradients"
+    assert {tuple(a["bond"]): a["text"] for a in graph["attributions"] if "bond" in a}[(1, 2)] == "="
+    storage = Path(family_models["dna"]["run_path"]).parent
+    ref = lambda family: f"planted-{family}@{family_models[family]['registered']['version']}"  # noqa: E731
+    (protein,) = explain_json(ref("protein"), storage, " acdwchwklm")
+    assert [a["text"] for a in protein["attributions"]] == list("acdwchwklm") and protein["attributions"][0]["span"] == [1, 2]
+    (record,) = explain_json(ref("survival"), storage, '{"x1": 2.0, "x2": -1.0, "x3": null, "stage": "iii"}')
+    assert record["target"] == "risk_score" and {a["feature"]: a["value"] for a in record["attributions"]} == {"x1": 2.0, "x2": -1.0, "x3": None, "stage": "iii"}
+    assert main(["explain", ref("survival"), "--storage", str(storage), "--input", '{"x1": 2.0, "x2": -1.0, "x3": 0, "stage": "i"}', "--target", "high"]) == 2
+
+
 def test_explain_over_http_has_its_own_limits_and_names_a_bad_target(lesion_run, lesion_dir, monkeypatch):
     import httpx
     from ray import serve

@@ -89,3 +89,19 @@ def test_schemathesis_finds_no_server_error_undocumented_status_or_schema_violat
     assert calls >= 150, calls
     assert not failures, "\n".join(failures[:5])
     assert 200 in statuses and 422 in statuses, statuses  # both sides of the contract were exercised
+
+
+def test_explain_answers_a_dna_and_a_tabular_model_over_http(deployment):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    dna, tabular = deployment["refs"]
+    sequence = "GGCCGGCCTATAATGGCCGGCCGGCC"
+    ok = httpx.post(f"{deployment['url']}/{dna}/explain", json={"inputs": [sequence], "target": "motif"}, headers=headers, timeout=120)
+    assert ok.status_code == 200, ok.text
+    (row,) = ok.json()["explanations"]
+    assert [a["span"] for a in row["attributions"]] == [[i, i + 1] for i in range(len(sequence))] and row["method"] == "layer_integrated_gradients"
+    record = {"x1": 1.5, "x2": -0.5, "x3": 0.1, "x4": None, "site": "b"}
+    ok = httpx.post(f"{deployment['url']}/{tabular}/explain", json={"inputs": record}, headers=headers, timeout=120)
+    assert ok.status_code == 200, ok.text
+    (row,) = ok.json()["explanations"]
+    assert [a["feature"] for a in row["attributions"]] == ["x1", "x2", "x3", "x4", "site"] and row["attributions"][3]["value"] is None
+    assert row["convergence_delta"] < 1e-3
