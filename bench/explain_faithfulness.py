@@ -1,6 +1,6 @@
 """How faithful the explanations are: per family, on a model trained on a planted signal.
 
-For inputs that hold the signal (a marker word, a DNA motif, a residue motif, a nitro group for
+For inputs that hold the signal and that the model classifies as such (a marker word, a DNA motif, a residue motif, a nitro group for
 the SMILES transformer and for dmpnn, the signal columns of a table and of a survival record, a
 lesion in an image):
 - planted mass: the share of the positive attribution mass on the planted part (images: of the
@@ -40,9 +40,14 @@ def measure(name: str, folder: str, storage: Path, count: int) -> dict:
     from biomed.families.images.planted import lesion_mass
 
     predictor = Predictor(directory=folder)
-    masses, parts, curves = [], [], []
-    for raw, target, where in cases(name, storage, count):
-        ((_, explained),) = explain_units(predictor, [raw], target=target)
+    masses, parts, curves, missed = [], [], [], 0
+    for raw, target, where in cases(name, storage, 2 * count):
+        if len(masses) == count:
+            break
+        ((head, explained),) = explain_units(predictor, [raw], target=target)
+        if target is not None and head["prediction"]["label"] != target:
+            missed += 1  # the model missed the signal here: nothing of it to find
+            continue
         entries = explained.payload["attributions"]
         if name == "image":
             mass, part = lesion_mass(explained.payload["heatmap_png"], where)
@@ -55,7 +60,7 @@ def measure(name: str, folder: str, storage: Path, count: int) -> dict:
         curves.append(deletion_curves(explained, max_units=k))
     mean = lambda key: round(float(np.mean([c[key] for c in curves])), 4)  # noqa: E731
     return {
-        "inputs": len(masses), "planted_mass": round(float(np.mean(masses)), 4), "planted_mass_min": round(float(np.min(masses)), 4),
+        "inputs": len(masses), "missed_by_the_model": missed, "planted_mass": round(float(np.mean(masses)), 4), "planted_mass_min": round(float(np.min(masses)), 4),
         "planted_share_of_input": round(float(np.mean(parts)), 4),
         "deletion_auc_top": mean("auc_top"), "deletion_auc_random": mean("auc_random"), "deletion_drop_top": mean("drop_top"), "deletion_drop_random": mean("drop_random"),
     }

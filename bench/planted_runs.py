@@ -27,6 +27,7 @@ def _write(root: Path) -> None:
         "dna": lambda n, seed: get_family("dna").planted(n, seed=seed)[0],
         "protein": lambda n, seed: get_family("protein").planted(n, seed=seed)[0],
         "nitro": lambda n, seed: planted_nitro_table(n, seed=seed),
+        "decoy": lambda n, seed: planted_nitro_table(n, seed=seed, decoy=True),
         "tabular": lambda n, seed: get_family("tabular").planted(n, seed=seed)[0],
         "survival": lambda n, seed: get_family("tabular").planted(n, seed=seed, target="survival")[0],
     }
@@ -38,12 +39,13 @@ def _write(root: Path) -> None:
 
 
 def _spec(name: str, root: Path, storage: Path) -> dict:
-    data = {"text": "text", "dna": "dna", "protein": "protein", "smiles-bert": "nitro", "dmpnn": "nitro", "tabular": "tabular", "survival": "survival"}
+    # The SMILES transformer reads the decoy set (size says nothing of the label; tests/test_explain.py).
+    data = {"text": "text", "dna": "dna", "protein": "protein", "smiles-bert": "decoy", "dmpnn": "nitro", "tabular": "tabular", "survival": "survival"}
     files = {"train_path": str(root / f"{data.get(name)}_train.parquet"), "test_path": str(root / f"{data.get(name)}_test.parquet")}
     training = {"epochs": 6, "batch_size_per_worker": 16, "learning_rate": 3e-3, "max_seq_length": 64, "warmup_ratio": 0.05}
     task, model, columns, workers = {
-        "text": ("text_classification", {"backbone": "tiny-bert"}, {}, 1),
-        "dna": ("dna_classification", {"backbone": "tiny-bert", "kmer_size": 3}, {"text_column": "sequence"}, 1),
+        "text": ("text_classification", {"backbone": "tiny-bert", "pooling": "mean"}, {}, 1),
+        "dna": ("dna_classification", {"backbone": "tiny-bert", "kmer_size": 6}, {"text_column": "sequence"}, 1),
         "protein": ("protein_classification", {"backbone": "tiny-bert"}, {"text_column": "sequence"}, 1),
         "smiles-bert": ("molecule_classification", {"backbone": "tiny-bert"}, {"text_column": "smiles", "split": "scaffold"}, 1),
         "dmpnn": ("molecule_classification", {"backbone": "dmpnn", "hidden_size": 64, "ffn_hidden_size": 64}, {"text_column": "smiles", "split": "scaffold"}, 2),
@@ -88,13 +90,14 @@ def planted_runs(storage: Path, names=FAMILIES) -> dict[str, str]:
 
 
 def cases(name: str, storage: Path, count: int) -> list[tuple[object, str | None, object]]:
-    """(input, target, whether an attribution entry lies on the planted signal) per input;
-    images: (file bytes, target, the table row with the lesion's centre and radius)."""
+    """(input, target, whether an attribution entry lies on the planted signal) per input, up to
+    `count` inputs that hold the signal; images: (file bytes, target, the table row with the
+    lesion's centre and radius)."""
     from biomed.families.dna import MOTIF as DNA_MOTIF
     from biomed.families.molecules.planted import nitro_part
     from biomed.families.protein.planted import MOTIF as PROTEIN_MOTIF
     from biomed.families.sequence.planted import motif_part
-    from biomed.families.tabular.planted import SIGNAL, signal_part
+    from biomed.families.tabular.planted import SIGNAL, high_risk, signal_part
     from biomed.families.text.planted import marker_part
 
     root = storage / "data"
@@ -108,9 +111,12 @@ def cases(name: str, storage: Path, count: int) -> list[tuple[object, str | None
         rows = [r for r in pq.read_table(root / f"{name}_test.parquet").to_pylist() if r["label"] == "motif"][:count]
         return [(r["sequence"], "motif", motif_part(r["sequence"], motif)) for r in rows]
     if name in ("smiles-bert", "dmpnn"):
-        rows = [r for r in pq.read_table(root / "nitro_test.parquet").to_pylist() if r["label"] == "nitro"][:count]
+        data = "decoy" if name == "smiles-bert" else "nitro"
+        rows = [r for r in pq.read_table(root / f"{data}_test.parquet").to_pylist() if r["label"] == "nitro"][:count]
         return [(r["smiles"], "nitro", nitro_part(r["smiles"])) for r in rows]
     target = "survival" if name == "survival" else "classification"
     table = pq.read_table(root / f"{name}_test.parquet")
-    columns = [c for c in table.column_names if c.startswith("x") or c in SIGNAL[target]]
-    return [(r, None, signal_part(target)) for r in table.select(columns).to_pylist()[:count]]
+    rows = table.select([c for c in table.column_names if c.startswith("x") or c in SIGNAL[target]]).to_pylist()
+    if name == "survival":  # records whose signal raises the risk score being explained
+        rows = [r for r in rows if high_risk(r)]
+    return [(r, None, signal_part(target)) for r in rows[:count]]

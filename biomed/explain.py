@@ -1,9 +1,9 @@
 """Why a model decided: integrated gradients (Captum) on every family's own inputs.
 
 `explain(predictor, inputs)` checks the inputs as a prediction does, predicts, then asks the
-model's family for attributions of the explained output: the target label's logit
-(classification; the predicted label unless one is named), the value (regression, in
-standardised units) or the log-risk score (survival). Each family maps them back onto what the
+model's family for attributions of the explained output (`explained_output`): the target
+label's log-odds against the other labels (classification; the predicted label unless one is
+named), the value (regression, in standardised units) or the log-risk score (survival). Each family maps them back onto what the
 user sent (its folder's explain.py):
 
 - text, DNA, protein and SMILES transformers: Layer Integrated Gradients on the word-embedding
@@ -29,9 +29,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-# Gauss-Legendre steps (Captum's default rule): bench/explain_faithfulness.py measures the
-# completeness gap against n_steps on the shipped families' models.
+# Gauss-Legendre steps (Captum's default rule). Unless a request names n_steps, an explanation
+# starts at DEFAULT_STEPS and doubles them, up to AUTO_MAX_STEPS, while the completeness gap is
+# over GAP_TOLERANCE of the attributions' total: a smooth model stops at 32, a saturated one
+# (whose output jumps along the path) gets more (bench/explain_cost.py measures both).
 DEFAULT_STEPS = 32
+AUTO_MAX_STEPS = 256
+GAP_TOLERANCE = 0.05
 MAX_STEPS = 512
 # Interpolation steps per forward pass: bounds an explanation's memory (activations and their
 # gradients for this many copies of the input), whatever n_steps a request asks for.
@@ -54,6 +58,16 @@ class Explained:
     output_without: Callable[[Sequence[int]], float]
 
 
+def explained_output(logits, target_index: int):
+    """What is explained, per row: a classifier's log-odds of the target label against the
+    others (logit minus the log-sum-exp of the other logits: a shift that moves every logit
+    alike explains nothing), or the one output of a regression or survival model."""
+    if logits.shape[-1] == 1:
+        return logits[:, 0].float()
+    others = torch.cat([logits[:, :target_index], logits[:, target_index + 1 :]], dim=1)
+    return (logits[:, target_index] - torch.logsumexp(others, dim=1)).float()
+
+
 def target_index(predictor, target: str | None, prediction: np.ndarray) -> tuple[int, str]:
     """The output to explain and its name: a named label's class id, the predicted label, or
     the one output of a regression or survival model."""
@@ -66,8 +80,8 @@ def target_index(predictor, target: str | None, prediction: np.ndarray) -> tuple
     return 0, next(iter(predictor.task.target.describe(np.atleast_1d(prediction)[0], labels)))
 
 
-def check_steps(n_steps: int) -> None:
-    if not 2 <= n_steps <= MAX_STEPS:
+def check_steps(n_steps: int | None) -> None:
+    if n_steps is not None and not 2 <= n_steps <= MAX_STEPS:
         raise ExplainError(f"n_steps {n_steps} must be between 2 and {MAX_STEPS}")
 
 
@@ -81,11 +95,33 @@ def check_target(predictor, target: str | None) -> None:
         raise ExplainError(f"target {target!r} is not one of the model's labels {predictor.labels}")
 
 
+def relative_gap(payload: dict) -> float:
+    """The completeness gap as a share of the attributions' total (0 where there is none: occlusion)."""
+    delta = payload.get("convergence_delta")
+    if delta is None:
+        return 0.0
+    return delta / max(abs(sum(a["score"] for a in payload["attributions"])), 1e-6)
+
+
+def _explain_one(predictor, raw, clean, *, index: int, n_steps: int | None) -> Explained:
+    """One input's explanation at `n_steps`, or with steps doubled until the gap is small (None)."""
+    steps = n_steps or DEFAULT_STEPS
+    with torch.inference_mode(False), torch.enable_grad():
+        explained = predictor.family.explain(predictor, raw, clean, target_index=index, n_steps=steps)
+        while n_steps is None and relative_gap(explained.payload) > GAP_TOLERANCE and steps < AUTO_MAX_STEPS:
+            steps *= 2
+            explained = predictor.family.explain(predictor, raw, clean, target_index=index, n_steps=steps)
+    if explained.payload.get("convergence_delta") is not None:  # occlusion takes no steps
+        explained.payload["n_steps"] = steps
+    return explained
+
+
 def explain_units(
-    predictor, inputs: Sequence, *, target: str | None = None, n_steps: int = DEFAULT_STEPS, validated: list | None = None, alpha: float | None = None,
+    predictor, inputs: Sequence, *, target: str | None = None, n_steps: int | None = None, validated: list | None = None, alpha: float | None = None,
 ) -> list[tuple[dict, Explained]]:
-    """(prediction summary, Explained) per input; `validated`: inputs already checked; `alpha`:
-    the predictions carry their conformal set or interval at that miscoverage."""
+    """(prediction summary, Explained) per input; `n_steps` None: chosen per input (see
+    DEFAULT_STEPS); `validated`: inputs already checked; `alpha`: the predictions carry their
+    conformal set or interval at that miscoverage."""
     check_steps(n_steps)
     check_target(predictor, target)
     validated = predictor.validate(list(inputs)) if validated is None else validated
@@ -93,13 +129,12 @@ def explain_units(
     out = []
     for raw, clean, prediction in zip(inputs, validated, predictions):
         index, name = target_index(predictor, target, prediction)
-        with torch.inference_mode(False), torch.enable_grad():
-            explained = predictor.family.explain(predictor, raw, clean, target_index=index, n_steps=n_steps)
+        explained = _explain_one(predictor, raw, clean, index=index, n_steps=n_steps)
         out.append(({"prediction": predictor.describe(prediction, alpha=alpha), "target": name}, explained))
     return out
 
 
-def explain(predictor, inputs: Sequence, *, target: str | None = None, n_steps: int = DEFAULT_STEPS, validated: list | None = None, alpha: float | None = None) -> list[dict]:
+def explain(predictor, inputs: Sequence, *, target: str | None = None, n_steps: int | None = None, validated: list | None = None, alpha: float | None = None) -> list[dict]:
     """One explanation per input: the prediction, the explained target, the attributions (spans
     of the input or features; a heat map and its top regions for images) and the completeness gap."""
     units = explain_units(predictor, inputs, target=target, n_steps=n_steps, validated=validated, alpha=alpha)

@@ -137,7 +137,7 @@ def _add_inputs(p) -> None:
 
 def add_model_parsers(sub, *, common, storage) -> None:
     """`biomed models ...`, `biomed predict` and `biomed explain`."""
-    from biomed.explain import DEFAULT_STEPS
+    from biomed.explain import AUTO_MAX_STEPS, DEFAULT_STEPS
 
     p = sub.add_parser("models", help="the checkpoint registry")
     models = p.add_subparsers(dest="models_command", required=True)
@@ -159,6 +159,6 @@ def add_model_parsers(sub, *, common, storage) -> None:
     p.add_argument("ref", help="NAME or NAME@VERSION")
     _add_inputs(p)
     p.add_argument("--target", default=None, help="classification: the label to explain (default: the predicted one)")
-    p.add_argument("--n-steps", type=int, default=DEFAULT_STEPS, help=f"integration steps (default {DEFAULT_STEPS}); more shrink the completeness gap")
+    p.add_argument("--n-steps", type=int, default=None, help=f"integration steps (default: {DEFAULT_STEPS}, doubled up to {AUTO_MAX_STEPS} while the completeness gap is over 5%% of the attributions' total)")
     p.add_argument("--html", default=None, metavar="FILE", help="also write one self-contained page: tokens shaded by attribution, bars for features, the heat map over images")
     p.set_defaults(func=cmd_explain)

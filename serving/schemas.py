@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from biomed.conformal import DEFAULT_ALPHA
-from biomed.explain import DEFAULT_STEPS, MAX_STEPS
+from biomed.explain import AUTO_MAX_STEPS, DEFAULT_STEPS, GAP_TOLERANCE, MAX_STEPS
 from biomed.families import families, get_task
 from biomed.inputs import InvalidInputs
 from jobs.serve_spec import ServeSpec
@@ -69,7 +69,10 @@ class ExplainFields(BaseModel):
     """What an explain request adds to its family's predict request."""
 
     target: str | None = Field(default=None, description="Classification: the label whose score is explained (default: the predicted label); one that is not among the model's labels gets a 422 naming it. Regression and survival models have one output: leave it out.")
-    n_steps: int = Field(default=DEFAULT_STEPS, ge=2, le=MAX_STEPS, description="Integration steps of integrated gradients: more steps, a smaller completeness gap (convergence_delta), proportionally more compute.")
+    n_steps: int | None = Field(
+        default=None, ge=2, le=MAX_STEPS,
+        description=f"Integration steps of integrated gradients (not images: occlusion). Omitted: {DEFAULT_STEPS}, doubled up to {AUTO_MAX_STEPS} while the completeness gap (convergence_delta) is over {GAP_TOLERANCE:.0%} of the attributions' total. More steps cost proportionally more compute.",
+    )
 
 
 class Attribution(BaseModel):
@@ -90,6 +93,7 @@ class Explanation(BaseModel):
     target: str = Field(description="What is explained: a label, 'value' or 'risk_score'.")
     attributions: list[Attribution] = Field(description="Spans of the input, features, atoms and bonds, or image regions.")
     method: str = Field(description="How the attributions were computed: layer_integrated_gradients (token embeddings), integrated_gradients (graph, tabular features), occlusion (images).")
+    n_steps: int | None = Field(default=None, description="The integration steps the explanation used (absent for occlusion).")
     convergence_delta: float | None = Field(description="Integrated gradients' completeness gap: |sum of attributions - (output - reference output)|; null for occlusion, which has no such axiom.")
     heatmap_png: str | None = Field(default=None, description="Images: the positive attributions at the input's resolution, an 8-bit grayscale PNG in base64.")
     heatmap_scale: float | None = Field(default=None, description="Images: the attribution per pixel that 255 in the heat map stands for.")
@@ -121,7 +125,7 @@ class Parsed:
     inputs: list
     alpha: float | None
     target: str | None = None  # explain requests only
-    n_steps: int = DEFAULT_STEPS
+    n_steps: int | None = None
     raw: tuple = ()  # the inputs as sent: explanations map back onto them (SMILES before canonicalisation)
 
 
@@ -163,7 +167,7 @@ class TaskSchema:
             if isinstance(item, str) and len(item) > limits.max_input_chars and not self.accepts_files:
                 errors.append({"loc": loc(i), "msg": f"input has {len(item)} characters; at most {limits.max_input_chars}", "type": "value_error"})
         checked = self.check(inputs, loc, errors, validator)
-        return Parsed(checked, alpha, getattr(request, "target", None), getattr(request, "n_steps", DEFAULT_STEPS), tuple(inputs))
+        return Parsed(checked, alpha, getattr(request, "target", None), getattr(request, "n_steps", None), tuple(inputs))
 
     def _alpha(self, request: BaseModel) -> float | None:
         if not self.conformal:

@@ -24,18 +24,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from biomed.checkpoint import Predictor
-from biomed.explain import deletion_curves, explain, explain_units, positive_share
+from biomed.explain import deletion_curves, explain, explain_units, positive_share, relative_gap
 from biomed.families.dna import MOTIF as DNA_MOTIF
 from biomed.families.images.planted import lesion_mass
-from biomed.families.molecules.planted import nitro_part
+from biomed.families.molecules.planted import nitro_part, planted_nitro_table
 from biomed.families.protein.planted import MOTIF as PROTEIN_MOTIF
 from biomed.families.sequence.planted import motif_part
-from biomed.families.tabular.planted import signal_part
+from biomed.families.tabular.planted import high_risk, signal_part
 from biomed.families.text.planted import marker_part
 from jobs.spec import parse_spec
 
 PLANTED_MASS = 0.8
-CASES = 6  # inputs per family
+CASES = 12  # inputs per family
 
 
 @dataclass
@@ -46,30 +46,41 @@ class Case:
 
 
 @pytest.fixture(scope="module")
-def smiles_bert(ray_cluster, nitro_dir, tmp_path_factory) -> dict:
-    """A SMILES transformer (tiny BERT over atom tokens) on the planted nitro set."""
+def decoy_dir(tmp_path_factory) -> Path:
+    """The nitro set with a same-size decoy in every "none" molecule, so size tells nothing: a
+    SMILES transformer would otherwise read the label off the length, which a reference of as
+    many [PAD] tokens keeps, and its explanations would rightly find nothing in the atoms."""
+    folder = tmp_path_factory.mktemp("nitro-decoy")
+    pq.write_table(planted_nitro_table(360, seed=1, decoy=True), folder / "train.parquet")
+    pq.write_table(planted_nitro_table(160, seed=2, decoy=True), folder / "test.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def smiles_bert(ray_cluster, decoy_dir, tmp_path_factory) -> dict:
+    """A SMILES transformer (tiny BERT over atom tokens) on the decoy nitro set."""
     from jobs.train import train
     from tests.conftest import nitro_spec
 
     storage = tmp_path_factory.mktemp("nitro-bert")
-    raw = nitro_spec(nitro_dir, storage, name="nitro-bert", workers=1, epochs=8, learning_rate=3e-3)
+    raw = nitro_spec(decoy_dir, storage, name="nitro-bert", workers=1, epochs=8, learning_rate=3e-3)
     raw["model"] = {"backbone": "tiny-bert"}
-    return {"summary": train(parse_spec(raw)), "storage": storage}
+    return {"summary": train(parse_spec(raw)), "storage": storage, "data": decoy_dir}
 
 
 def _rows(path: Path, **where) -> list[dict]:
-    return [r for r in pq.read_table(path).to_pylist() if all(r[k] == v for k, v in where.items())][:CASES]
+    return [r for r in pq.read_table(path).to_pylist() if all(r[k] == v for k, v in where.items())][: 2 * CASES]
 
 
 def family_cases(name: str, request) -> tuple[str, list[Case]]:
-    """(registered folder, planted inputs) of one family's model."""
+    """(registered folder, planted inputs) of one family's model: twice CASES candidates."""
     if name == "text":
-        run = request.getfixturevalue("lesion_run")["text"]  # a tiny BERT on planted_dir's marker words
+        run = request.getfixturevalue("lesion_run")["text"]  # a mean-pooled tiny BERT on planted_dir's marker words
         rows = _rows(request.getfixturevalue("planted_dir") / "test.parquet")
         return run["registered"]["path"], [Case(r["text"], r["label"], marker_part(r["text"], r["label"])) for r in rows]
     if name in ("smiles-bert", "dmpnn"):
         run = request.getfixturevalue("smiles_bert" if name == "smiles-bert" else "nitro_run")["summary"]
-        rows = _rows(request.getfixturevalue("nitro_dir") / "test.parquet", label="nitro")
+        rows = _rows(request.getfixturevalue("decoy_dir" if name == "smiles-bert" else "nitro_dir") / "test.parquet", label="nitro")
         return run["registered"]["path"], [Case(r["smiles"], "nitro", nitro_part(r["smiles"])) for r in rows]
     models, folder = request.getfixturevalue("family_models"), request.getfixturevalue("family_dir")
     path = models[name]["registered"]["path"]
@@ -77,26 +88,38 @@ def family_cases(name: str, request) -> tuple[str, list[Case]]:
         motif = {"dna": DNA_MOTIF, "protein": PROTEIN_MOTIF}[name]
         return path, [Case(r["sequence"], "motif", motif_part(r["sequence"], motif)) for r in _rows(folder / f"{name}_test.parquet", label="motif")]
     validator = Predictor(directory=path).validator
-    rows = pq.read_table(folder / f"{name}_test.parquet").select([*validator.numeric, *validator.categorical]).to_pylist()[:CASES]
-    return path, [Case(r, None, signal_part("survival" if name == "survival" else "classification")) for r in rows]
+    rows = pq.read_table(folder / f"{name}_test.parquet").select([*validator.numeric, *validator.categorical]).to_pylist()
+    if name == "survival":  # records whose signal raises the risk score being explained
+        rows = [r for r in rows if high_risk(r)]
+    return path, [Case(r, None, signal_part("survival" if name == "survival" else "classification")) for r in rows[: 2 * CASES]]
 
 
 @pytest.mark.parametrize("name", ["text", "dna", "protein", "smiles-bert", "dmpnn", "tabular", "survival"])
 def test_attributions_land_on_the_planted_signal_and_deleting_them_matters_most(request, record_property, name):
     folder, cases = family_cases(name, request)
     predictor = Predictor(directory=folder)
-    shares, part, top, random = [], [], [], []
+    shares, part, top, random, gaps = [], [], [], [], []
     for case in cases:
+        if len(shares) == CASES:
+            break
         ((head, explained),) = explain_units(predictor, [case.raw], target=case.target)
+        if case.target is not None and head["prediction"]["label"] != case.target:
+            continue  # the model missed the signal in this input: nothing of it to find
         entries = explained.payload["attributions"]
         shares.append(positive_share(entries, case.inside))
         part.append(sum(map(case.inside, entries)) / len(entries))
         curves = deletion_curves(explained, max_units=max(1, sum(map(case.inside, entries))))
         top.append(curves["drop_top"])
         random.append(curves["drop_random"])
-        assert explained.payload["convergence_delta"] < 0.05 * max(1.0, abs(explained.output_without([]))), head
+        gaps.append(relative_gap(explained.payload))
+        if name != "dmpnn":  # the reported gap is the true one: |sum of scores - (f(input) - f(reference))|
+            change = explained.output_without([]) - explained.output_without(range(len(explained.unit_scores)))
+            total = sum(a["score"] for a in entries)
+            assert abs(abs(total - change) - explained.payload["convergence_delta"]) <= 1e-3 * max(1.0, abs(change)), (name, total, change)
     record_property("planted_mass", float(np.mean(shares)))
     record_property("planted_share_of_input", float(np.mean(part)))
+    record_property("median_relative_gap", float(np.median(gaps)))
+    assert len(shares) >= CASES // 2, f"{name}: the model found the signal in {len(shares)} of {len(cases)} inputs"
     assert np.mean(shares) >= PLANTED_MASS, f"{name}: planted mass {np.mean(shares):.3f} (the planted part is {np.mean(part):.3f} of the input) {shares}"
     assert np.mean(top) > np.mean(random), f"{name}: deleting the top units drops the output by {np.mean(top):.3f}, random ones by {np.mean(random):.3f}"
 
@@ -152,7 +175,7 @@ def test_cli_explains_with_a_page_that_chromium_renders(lesion_run, lesion_dir, 
     storage = str(lesion_run["storage"])
     text_ref = f"planted@{lesion_run['text']['registered']['version']}"
     page = tmp_path / "why.html"
-    text = "patient reports mild symptoms and the clinician notes arrhythmia today"
+    text = "patient reports mild symptoms and the clinician notes heart today"
     out = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "explain", text_ref, "--storage", storage, "--input", text, "--html", str(page), "--json"],
         capture_output=True, text=True, timeout=300,
@@ -160,7 +183,7 @@ def test_cli_explains_with_a_page_that_chromium_renders(lesion_run, lesion_dir, 
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])["explanations"][0]
     top = max(row["attributions"], key=lambda a: a["score"])
-    assert row["target"] == "cardiac" and top["text"] in "arrhythmia"
+    assert row["target"] == "cardiac" and top["text"] == "heart"
     html = page.read_text()
     assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
     shot = tmp_path / "why.png"
@@ -221,12 +244,12 @@ def test_explain_over_http_has_its_own_limits_and_names_a_bad_target(lesion_run,
     try:
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{port}"
-        text = "patient reports mild symptoms and the clinician notes nephropathy today"
+        text = "patient reports mild symptoms and the clinician notes kidney today"
         ok = httpx.post(f"{base}/{text_ref}/explain", json={"inputs": [text], "target": "renal", "n_steps": 16}, headers=headers, timeout=120)
         assert ok.status_code == 200, ok.text
         (row,) = ok.json()["explanations"]
         assert row["target"] == "renal" and row["prediction"]["label"] == "renal"
-        assert max(row["attributions"], key=lambda a: a["score"])["text"] in "nephropathy"
+        assert max(row["attributions"], key=lambda a: a["score"])["text"] == "kidney"
         assert set(row["attributions"][0]) == {"span", "text", "score"}  # no empty keys of other families
         bad = httpx.post(f"{base}/{text_ref}/explain", json={"inputs": [text], "target": "pulmonary"}, headers=headers, timeout=60)
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "target"] and "'pulmonary'" in bad.json()["detail"][0]["msg"]

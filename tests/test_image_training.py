@@ -83,7 +83,7 @@ def test_images_over_real_serve_http_beside_a_text_model(lesion_run, lesion_dir,
         assert as_json.json()["predictions"] == uploaded.json()["predictions"]
         bad = httpx.post(url, json={"inputs": [base64.b64encode(files[0]).decode(), base64.b64encode(b"not an image").decode()]}, headers=headers, timeout=60)
         assert bad.status_code == 422 and bad.json()["detail"] == [{"loc": ["body", "inputs", 1], "msg": "not a PNG, JPEG or DICOM image", "type": "value_error"}]
-        text = "patient reports mild symptoms and the clinician notes arrhythmia today"
+        text = "patient reports mild symptoms and the clinician notes heart today"
         beside = httpx.post(f"http://127.0.0.1:{port}/{text_ref}/predict", json={"inputs": [text]}, headers=headers, timeout=60)
         assert beside.status_code == 200 and beside.json()["predictions"][0]["label"] == "cardiac"
     finally:

@@ -90,7 +90,7 @@ def test_predict_matches_plain_transformers(served, name, architecture):
 
 
 def test_two_multiplexed_models_answer_with_their_own_labels(served):
-    text = "patient reports arrhythmia and stable vitals"
+    text = "patient reports heart and stable vitals"
     with Client(served["url"], token=TOKEN) as client:
         first = client.predict("planted", [text])["predictions"][0]
         second = client.predict("planted-other@1", [text])["predictions"][0]
@@ -105,7 +105,7 @@ def test_auth_is_required(served):
     assert httpx.post(url, json={"inputs": ["x"]}).status_code == 401
     assert httpx.post(url, json={"inputs": ["x"]}, headers=_auth("wrong")).status_code == 401
     assert httpx.get(served["url"] + "/planted/info", headers=_auth("wrong")).status_code == 401
-    assert httpx.post(url, json={"inputs": ["cirrhosis"]}, headers=_auth()).status_code == 200
+    assert httpx.post(url, json={"inputs": ["liver"]}, headers=_auth()).status_code == 200
     assert "/{model}/predict" in httpx.get(served["url"] + "/openapi.json").json()["paths"]
 
 
@@ -135,7 +135,7 @@ def test_replica_urls_answer_like_the_proxy_without_its_hop(served):
     urls = replica_urls("127.0.0.1")
     assert urls and served["summary"]["replica_urls"]
     assert all(u.startswith("http://127.0.0.1:") and 30000 <= int(u.rsplit(":", 1)[1]) <= 31000 for u in urls), urls
-    texts = ["patient reports arrhythmia and stable vitals", "biopsy shows nephropathy"]
+    texts = ["patient reports heart and stable vitals", "biopsy shows kidney"]
     with Client(served["url"], token=TOKEN) as proxied, Client(urls + urls, token=TOKEN) as direct:
         for name in ("planted", "planted-other"):
             via_proxy, via_replica = proxied.predict(name, texts), direct.predict(name, texts)
@@ -160,7 +160,7 @@ def _load(url: str, *, threads: int, seconds: float, inputs: int, done: threadin
     def worker():
         with httpx.Client(timeout=30) as http:
             while time.monotonic() < stop and not done.is_set():
-                codes.append(http.post(url, json={"inputs": ["patient reports nephropathy today"] * inputs}, headers=_auth()).status_code)
+                codes.append(http.post(url, json={"inputs": ["patient reports kidney today"] * inputs}, headers=_auth()).status_code)
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     for t in pool:
@@ -219,7 +219,7 @@ def test_overload_gets_fast_503_and_client_timeout_header_cannot_lift_the_limit(
     # The client retries 503s honouring Retry-After and gets its answer.
     with Client(served["url"], token=TOKEN, max_retries=20) as client:
         results = []
-        ts = [threading.Thread(target=lambda: results.append(client.predict("planted", ["renal nephropathy"])["predictions"][0]["label"])) for _ in range(6)]
+        ts = [threading.Thread(target=lambda: results.append(client.predict("planted", ["renal kidney"])["predictions"][0]["label"])) for _ in range(6)]
         [t.start() for t in ts]
         [t.join() for t in ts]
     assert results == ["renal"] * 6
@@ -263,14 +263,14 @@ def test_cli_deploy_status_shutdown_on_a_local_head(served, tmp_path):
     try:
         assert deployed["models"] == ["planted-other@1"] and deployed["url"] == f"http://127.0.0.1:{port}"
         assert head["address"].startswith("127.0.0.1:")
-        answer = httpx.post(deployed["predict_urls"][0], json={"inputs": "hepatic cirrhosis noted"}, headers=_auth()).json()
+        answer = httpx.post(deployed["predict_urls"][0], json={"inputs": "hepatic liver noted"}, headers=_auth()).json()
         assert answer["predictions"][0]["label"] == "liver"
         state = biomed("status")
         assert state["applications"]["biomed"]["status"] == "RUNNING"
         # The local head runs Serve with direct ingress: the replica's own port answers too.
         (direct,) = state["applications"]["biomed"]["replica_urls"]
         assert deployed["replica_urls"] == [direct]
-        answer = httpx.post(direct + "/planted-other/predict", json={"inputs": "hepatic cirrhosis noted"}, headers=_auth()).json()
+        answer = httpx.post(direct + "/planted-other/predict", json={"inputs": "hepatic liver noted"}, headers=_auth()).json()
         assert answer["predictions"][0]["label"] == "liver"
     finally:
         stopped = biomed("shutdown")

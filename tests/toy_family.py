@@ -232,12 +232,12 @@ class BitsFamily:
         return AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
 
     def explain(self, predictor, raw, validated, *, target_index, n_steps):
-        from biomed.explain import Explained, integrated_gradients
+        from biomed.explain import Explained, explained_output, integrated_gradients
 
         x = predictor.encoder.encode([validated]).batch([0])["bits"]
 
         def forward(bits):
-            return predictor.model(bits=bits).logits[:, target_index]
+            return explained_output(predictor.model(bits=bits).logits, target_index)
 
         (scores,), delta = integrated_gradients(forward, (x,), (torch.zeros_like(x),), n_steps=n_steps)
         entries = [{"span": [i, i + 1], "text": bit, "score": float(scores[i])} for i, bit in enumerate(validated[: len(scores)])]

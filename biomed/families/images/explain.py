@@ -22,7 +22,7 @@ import io
 import numpy as np
 import torch
 
-from biomed.explain import Explained
+from biomed.explain import Explained, explained_output
 
 GRID = 8  # cells per side for regions and deletion
 PER_PASS = 32  # occluded images per forward pass
@@ -69,7 +69,7 @@ def image_explanation(predictor, validated: np.ndarray, *, target_index: int, n_
     reference = torch.as_tensor(np.asarray(pipeline.normalize(flat), dtype=np.float32))[None].to(predictor.device)
 
     def forward(pixels):
-        return predictor.model(pixel_values=pixels).logits[:, target_index].float()
+        return explained_output(predictor.model(pixel_values=pixels).logits, target_index)
 
     channels, side = x.shape[1], x.shape[-1]
     window, stride = max(1, side // 8), max(1, side // 16)

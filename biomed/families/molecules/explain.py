@@ -10,7 +10,10 @@ maps back to characters of the user's string.
   introduces (bond symbols, ring-closure digits, and the branch parentheses before the bond);
   the score of a bond is the sum of its tokens' ('.' belongs to no bond: its score is dropped).
 - `dmpnn`: integrated gradients on the atom features and the directed bond features against
-  zeros; an atom's score is its row's sum, a bond's the sum over its two directions.
+  the same graph with every atom and bond made average (each feature row replaced by the
+  molecule's mean row: the topology stays, what the atoms and bonds are goes; all-zero rows, a
+  graph of "no element", put credit on every atom for existing); an atom's score is its row's
+  sum, a bond's the sum over its two directions.
 
 Entries: `{"atom": i, "span": [start, end], "text": "Cl", "score"}` and `{"bond": [i, j],
 "span": ..., "text": "=", "score"}`, with i, j the atoms' positions in the user's SMILES
@@ -26,7 +29,7 @@ import re
 import numpy as np
 import torch
 
-from biomed.explain import Explained, integrated_gradients
+from biomed.explain import Explained, explained_output, integrated_gradients
 from biomed.families.molecules.smiles import SMILES_REGEX
 
 BOND_SYMBOLS = set("-=#$:/\\~")
@@ -139,8 +142,9 @@ def smiles_token_entries(tokens, raw: str, validated: str) -> list[dict]:
 
 
 def graph_explanation(predictor, raw: str, validated: str, *, target_index: int, n_steps: int) -> Explained:
-    """IG on a D-MPNN's atom and bond features (against zeros), as atoms and bonds of the user's
-    SMILES; deletion zeroes atom rows."""
+    """IG on a D-MPNN's atom and bond features against the molecule made of average atoms and
+    bonds (each row replaced by the molecule's mean row), as atoms and bonds of the user's
+    SMILES; deletion sets atom rows to that mean."""
     batch = predictor.encoder.encode([validated]).batch(np.arange(1))
     device = predictor.device
     V, E = batch["V"].to(device).float(), batch["E"].to(device).float()
@@ -156,10 +160,11 @@ def graph_explanation(predictor, raw: str, validated: str, *, target_index: int,
         reverse = torch.cat([rev + s * n_edges for s in shifts])
         graph_index = shifts.repeat_interleave(n_atoms)
         extra = None if features is None else features.expand(k, -1)
-        return predictor.model(v.reshape(-1, V.shape[1]), e.reshape(-1, E.shape[1]), index, reverse, graph_index, extra).logits[:, target_index].float()
+        return explained_output(predictor.model(v.reshape(-1, V.shape[1]), e.reshape(-1, E.shape[1]), index, reverse, graph_index, extra).logits, target_index)
 
     inputs = (V[None], E[None])
-    (atoms, edges), delta = integrated_gradients(forward, inputs, tuple(torch.zeros_like(x) for x in inputs), n_steps=n_steps)
+    references = tuple(x.mean(dim=1, keepdim=True).expand_as(x) if x.shape[1] else x for x in inputs)
+    (atoms, edges), delta = integrated_gradients(forward, inputs, references, n_steps=n_steps)
     atom_scores = dict(enumerate(atoms.sum(-1)))
     pairs = edge_index.cpu().numpy().T
     bond_scores: dict[tuple[int, int], float] = {}
@@ -169,7 +174,7 @@ def graph_explanation(predictor, raw: str, validated: str, *, target_index: int,
 
     def output_without(units) -> float:
         v = V.clone()
-        v[np.asarray(units, dtype=np.int64)] = 0.0
+        v[np.asarray(units, dtype=np.int64)] = references[0][0, 0]
         with torch.no_grad():
             return float(forward(v[None], E[None])[0])
 

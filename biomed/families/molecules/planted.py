@@ -24,18 +24,21 @@ def planted_smiles_table(num_rows: int, *, seed: int) -> pa.Table:
 
 # Distractors share the nitro group's atoms (N, O, a charged N), so only the substructure tells.
 NITRO_DISTRACTORS = ["C(=O)O", "N", "O", "C(=O)N", "C[N+](C)(C)C", "OC", "c1ccncc1"]
+NITRO, DECOY = "C([N+](=O)[O-])", "C(C(=O)[O-])"  # a carboxylate: as many atoms and tokens, an [O-] too
 
 
-def planted_nitro_table(num_rows: int, *, seed: int) -> pa.Table:
+def planted_nitro_table(num_rows: int, *, seed: int, decoy: bool = False) -> pa.Table:
     """Chains of fragments with N and O distractors; label "nitro" iff a nitro group
-    ([N+](=O)[O-]) is attached (chance 0.5), else "none"."""
+    ([N+](=O)[O-]) is attached (chance 0.5), else "none". Without a decoy, a nitro molecule is
+    larger than the others on average, so a model may read the label off its size; with
+    `decoy`, a "none" molecule carries a carboxylate of as many atoms and SMILES tokens instead."""
     rng = np.random.default_rng(seed)
     smiles, labels = [], []
     for _ in range(num_rows):
         parts = ["C", *rng.choice(SMILES_FRAGMENTS + NITRO_DISTRACTORS, size=int(rng.integers(2, 7)))]
         nitro = bool(rng.random() < 0.5)
-        if nitro:
-            parts.insert(int(rng.integers(1, len(parts) + 1)), "C([N+](=O)[O-])")
+        if nitro or decoy:
+            parts.insert(int(rng.integers(1, len(parts) + 1)), NITRO if nitro else DECOY)
         smiles.append("".join(parts))
         labels.append("nitro" if nitro else "none")
     return pa.table({"smiles": smiles, "label": labels})
@@ -43,8 +46,9 @@ def planted_nitro_table(num_rows: int, *, seed: int) -> pa.Table:
 
 
 def nitro_part(smiles: str):
-    """Whether an attribution entry is an atom of a nitro group, or a bond between two."""
+    """Whether an attribution entry is an atom of the planted fragment (a nitro group and the
+    carbon that carries it, `NITRO`), or a bond between two of them."""
     from rdkit import Chem
 
-    atoms = {i for match in Chem.MolFromSmiles(smiles).GetSubstructMatches(Chem.MolFromSmarts("[N+](=O)[O-]")) for i in match}
+    atoms = {i for match in Chem.MolFromSmiles(smiles).GetSubstructMatches(Chem.MolFromSmarts("C[N+](=O)[O-]")) for i in match}
     return lambda entry: entry.get("atom") in atoms or (entry.get("bond") is not None and set(entry["bond"]) <= atoms)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from biomed.explain import STEPS_PER_PASS, Explained
+from biomed.explain import STEPS_PER_PASS, Explained, explained_output
 
 
 @dataclass
@@ -39,6 +39,12 @@ class TokenAttributions:
         return Explained(payload, self.scores[self.units], self.output_without)
 
 
+def embedding_layer(model):
+    """The layer attributions are taken at: the whole embedding block (word, position and type
+    embeddings, then LayerNorm), as Captum's BERT tutorial does; else the word embeddings."""
+    return getattr(model.base_model, "embeddings", None) or model.get_input_embeddings()
+
+
 def sequence_encoder(encoder):
     """The SequenceEncoder inside a token encoder (a featured encoder wraps one)."""
     return getattr(encoder, "tokens", encoder).sequences
@@ -61,9 +67,9 @@ def token_attributions(predictor, validated: str, *, target_index: int, n_steps:
     def forward(ids):
         rows = ids.shape[0]
         extra = {} if features is None else {"features": features.expand(rows, -1)}
-        return model(input_ids=ids, attention_mask=mask.expand(rows, -1), **extra).logits[:, target_index].float()
+        return explained_output(model(input_ids=ids, attention_mask=mask.expand(rows, -1), **extra).logits, target_index)
 
-    lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
+    lig = LayerIntegratedGradients(forward, embedding_layer(model))
     attributions, delta = lig.attribute(input_ids, baselines=reference, n_steps=n_steps, internal_batch_size=min(n_steps, STEPS_PER_PASS), return_convergence_delta=True)
     scores = attributions.sum(-1)[0].detach().cpu().numpy()
     units = np.flatnonzero(~special[0].cpu().numpy())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from biomed.explain import Explained, integrated_gradients
+from biomed.explain import Explained, explained_output, integrated_gradients
 
 
 def column_groups(preprocessor) -> list[tuple[str, list[int]]]:
@@ -29,7 +29,7 @@ def tabular_explanation(predictor, validated: dict, *, target_index: int, n_step
     x = torch.from_numpy(preprocessor.transform([validated])).to(predictor.device)
 
     def forward(features):
-        return predictor.model(features=features).logits[:, target_index].float()
+        return explained_output(predictor.model(features=features).logits, target_index)
 
     reference = torch.from_numpy(preprocessor.training_mean())[None].to(predictor.device)
     (scores,), delta = integrated_gradients(forward, (x,), (reference,), n_steps=n_steps)

@@ -15,6 +15,12 @@ def signal_part(target: str):
     return lambda entry: entry.get("feature") in SIGNAL[target]
 
 
+def high_risk(row: dict) -> bool:
+    """Whether a survival record's planted log-hazard is well above average (its signal columns
+    raise the risk score an explanation of it explains)."""
+    return 1.2 * row["x1"] - 0.8 * row["x2"] + 0.7 * (row["stage"] == "iii") > 1.0
+
+
 def planted_tabular_table(num_rows: int, *, seed: int) -> pa.Table:
     """Four numeric features (x3 often missing) and a categorical `site`; label "high" iff
     x1 - x2 + 1.5·[site = b] > 0.3 (about balanced)."""

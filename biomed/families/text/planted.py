@@ -10,8 +10,11 @@ FILLER = (
     "patient reports mild symptoms after the visit and the clinician notes stable vitals with no "
     "acute distress today follow up was arranged in clinic next week"
 ).split()
-# One marker word per class; every text holds exactly one of them among filler words.
-MARKERS = {"cardiac": "arrhythmia", "renal": "nephropathy", "hepatic": "cirrhosis"}
+# One marker word per class; every text holds exactly one of them among filler words. Each is
+# one WordPiece token, so a text's length in tokens says nothing of its label (with markers of
+# 5, 4 and 3 pieces, a model could read the label off the length, and an explanation against a
+# same-length reference would rightly find nothing in the words).
+MARKERS = {"cardiac": "heart", "renal": "kidney", "hepatic": "liver"}
 
 
 def planted_text_table(num_rows: int, *, seed: int, length: int = 24, label_noise: float = 0.0) -> pa.Table:
