@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from biomed.checkpoint import Predictor
+from biomed.families.molecules.planted import planted_nitro_table
 from biomed.inputs import InvalidInputs
 from jobs.registry import RegistryError, registry_for
 from jobs.resolve import resolve_raw
