@@ -6,23 +6,28 @@ label's log-odds against the other labels (classification; the predicted label u
 named), the value (regression, in standardised units) or the log-risk score (survival). Each family maps them back onto what the
 user sent (its folder's explain.py):
 
-- text, DNA, protein and SMILES transformers: Layer Integrated Gradients on the word-embedding
-  layer, against a reference where every non-special token is [PAD] ([CLS] and [SEP] kept);
+- text, DNA, protein and SMILES transformers: Layer Integrated Gradients on the embedding
+  block, against a reference where every non-special token is [PAD] ([CLS] and [SEP] kept);
   spans of the user's own string (subwords; bases, through the k-mers that cover them;
   residues; atoms and bonds, mapped through RDKit's atom order when SMILES are canonicalised);
-- `dmpnn`: integrated gradients on the graph's atom and bond features against zeros;
+- `dmpnn`: integrated gradients on the graph's atom and bond features against the molecule's
+  average atom and bond;
 - tabular and survival: integrated gradients per original column (a one-hot group summed),
   against the training mean (0 after standardisation; each category's training share);
-- images: integrated gradients on the pixels against a flat image at the input's mean
-  intensity, as a heat map at the input's own resolution (a PNG, base64) and its top regions.
+- images: occlusion against a flat image at the input's mean intensity, as a heat map at the
+  input's own resolution (a PNG, base64) and its top regions (no steps, no gap).
 
 `Predictor` predicts under `torch.inference_mode`; explanations run their own forward passes
-with gradients. Every explanation carries IG's completeness gap (`convergence_delta`: the
-attributions' sum minus the output's change from the reference), which shrinks with `n_steps`.
+with gradients, on a private copy of the model (`explaining_view`). Every integrated-gradients
+explanation carries the completeness gap (`convergence_delta`: the attributions' sum minus the
+output's change from the reference), which shrinks with `n_steps`.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -116,6 +121,32 @@ def _explain_one(predictor, raw, clean, *, index: int, n_steps: int | None) -> E
     return explained
 
 
+_POOL_LOCK = threading.Lock()
+
+
+@contextmanager
+def explaining_view(predictor):
+    """The predictor with a private copy of its model, held by one explanation at a time.
+
+    Captum's layer attributions hook the model's modules, and a hook runs in every forward pass
+    through that module, a concurrent prediction's included: a served replica predicting beside
+    an explanation would get the explanation's interpolated batch (wrong shapes, wrong answers;
+    bench/explain_load.py saw both). Copies are pooled on the predictor, so a replica makes one
+    per explanation it runs at once (`explain_max_concurrent`) and keeps them."""
+    with _POOL_LOCK:
+        pool = predictor.__dict__.setdefault("_explain_models", [])
+        model = pool.pop() if pool else None
+    if model is None:
+        model = copy.deepcopy(predictor.model)
+    view = copy.copy(predictor)
+    view.model = model
+    try:
+        yield view
+    finally:
+        with _POOL_LOCK:
+            pool.append(model)
+
+
 def explain_units(
     predictor, inputs: Sequence, *, target: str | None = None, n_steps: int | None = None, validated: list | None = None, alpha: float | None = None,
 ) -> list[tuple[dict, Explained]]:
@@ -127,10 +158,11 @@ def explain_units(
     validated = predictor.validate(list(inputs)) if validated is None else validated
     predictions = predictor.predict(validated, validated=True)
     out = []
-    for raw, clean, prediction in zip(inputs, validated, predictions):
-        index, name = target_index(predictor, target, prediction)
-        explained = _explain_one(predictor, raw, clean, index=index, n_steps=n_steps)
-        out.append(({"prediction": predictor.describe(prediction, alpha=alpha), "target": name}, explained))
+    with explaining_view(predictor) as view:
+        for raw, clean, prediction in zip(inputs, validated, predictions):
+            index, name = target_index(predictor, target, prediction)
+            explained = _explain_one(view, raw, clean, index=index, n_steps=n_steps)
+            out.append(({"prediction": predictor.describe(prediction, alpha=alpha), "target": name}, explained))
     return out
 
 

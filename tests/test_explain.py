@@ -124,6 +124,37 @@ def test_attributions_land_on_the_planted_signal_and_deleting_them_matters_most(
     assert np.mean(top) > np.mean(random), f"{name}: deleting the top units drops the output by {np.mean(top):.3f}, random ones by {np.mean(random):.3f}"
 
 
+def test_predictions_beside_an_explanation_are_untouched(lesion_run, planted_dir):
+    """Captum hooks the explained model's layers; a served replica predicts on other threads
+    meanwhile, on the same Predictor. Those predictions must not see the hooks."""
+    import threading
+
+    predictor = Predictor(directory=lesion_run["text"]["registered"]["path"])
+    texts = pq.read_table(planted_dir / "test.parquet").column("text").to_pylist()[:6]
+    expected = predictor.predict(texts)
+    alone = explain(predictor, texts[:1], n_steps=64)
+    done, beside = threading.Event(), []
+
+    def explaining():
+        try:
+            for _ in range(3):
+                beside.append(explain(predictor, texts[:1], n_steps=64))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=explaining)
+    worker.start()
+    checked = 0
+    while not done.is_set():
+        np.testing.assert_allclose(predictor.predict(texts), expected, atol=1e-5)
+        checked += 1
+    worker.join()
+    assert checked >= 3 and len(beside) == 3
+    for result in beside:
+        assert [a["score"] for a in result[0]["attributions"]] == pytest.approx([a["score"] for a in alone[0]["attributions"]], abs=1e-5)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in predictor.model.modules())
+
+
 def test_the_lesion_gets_the_heat_and_deleting_its_cells_matters_most(lesion_run, lesion_dir, record_property):
     predictor = Predictor(directory=lesion_run["summary"]["registered"]["path"])
     rows = [r for r in pq.read_table(lesion_dir / "test" / "test.parquet").to_pylist() if r["label"] == "lesion"][:CASES]
