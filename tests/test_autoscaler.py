@@ -87,7 +87,7 @@ def _biomed(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_a_run_asks_the_autoscaler_for_its_workers_and_runs_on_the_nodes_it_adds(autoscaling_head, planted_dir):
     root = autoscaling_head["root"]
     base = tiny_spec(planted_dir, root / "runs")
-    spec = write_spec(root / "spec.yaml", tiny_spec(planted_dir, root / "runs", training={**base["training"], "epochs": 2}, scaling={"num_workers": 2}))
+    spec = write_spec(root / "spec.yaml", tiny_spec(planted_dir, root / "runs", training={**base["training"], "epochs": 4}, scaling={"num_workers": 2}))
     # The monitor publishes the node types a moment after the head is up.
     time.sleep(3)
     done = _biomed("train", str(spec), "--address", autoscaling_head["address"], "--json", cwd=root)

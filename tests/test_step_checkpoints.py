@@ -23,7 +23,9 @@ EVERY_N_STEPS = 10
 
 
 def _spec(data: Path, storage: Path):
-    raw = tiny_spec(data, storage, failure={"max_failures": 2})
+    # Mean-pooled: with one marker token among 24 words, [CLS] pooling learns two of the three
+    # classes in these 3 epochs (validation accuracy 0.67), mean pooling all of them (1.0).
+    raw = tiny_spec(data, storage, failure={"max_failures": 2}, model={"backbone": "tiny-bert", "pooling": "mean"})
     raw["data"] = {"train_path": str(data / "train.parquet")}
     raw["training"] = {**raw["training"], "epochs": 3, "precision": "bf16", "gradient_accumulation_steps": 2}
     raw["checkpointing"] = {"every_n_steps": EVERY_N_STEPS, "eval_every_n_steps": 30, "num_to_keep": 2}
