@@ -15,7 +15,6 @@ The last line is one JSON object with every figure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -28,10 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planted_runs import FAMILIES, cases, planted_runs  # noqa: E402
+from planted_runs import cases, planted_bench_setup  # noqa: E402
 from results_file import save  # noqa: E402
 
-from biomed.log import configure  # noqa: E402
 
 STEPS = (4, 8, 16, 32, 64, 128)
 
@@ -69,14 +67,7 @@ def measure(folder: str, inputs: list) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", default=str(ROOT / "runs" / "bench-planted"), help="where the planted models are trained and registered (reused)")
-    parser.add_argument("--inputs", type=int, default=4, help="inputs per family")
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    args = parser.parse_args()
-    configure("quiet")
-    storage = Path(args.storage)
-    folders = planted_runs(storage, args.families)
+    args, storage, folders = planted_bench_setup(__doc__, inputs=4, inputs_help="inputs per family")
     rows = {name: measure(folders[name], [(x, t) for x, t, _ in cases(name, storage, args.inputs)]) for name in args.families}
     print(f"{'family':12} {'predict ms':>10} {'explain ms':>10} {'ratio':>7}  " + " ".join(f"{'gap@' + str(s):>9}" for s in STEPS))
     for name, r in rows.items():

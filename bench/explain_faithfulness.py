@@ -17,7 +17,6 @@ storage holds them. The last line is one JSON object with every figure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -28,10 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planted_runs import FAMILIES, cases, planted_runs  # noqa: E402
+from planted_runs import cases, planted_bench_setup  # noqa: E402
 from results_file import save  # noqa: E402
 
-from biomed.log import configure  # noqa: E402
 
 
 def measure(name: str, folder: str, storage: Path, count: int) -> dict:
@@ -67,14 +65,7 @@ def measure(name: str, folder: str, storage: Path, count: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", default=str(ROOT / "runs" / "bench-planted"), help="where the planted models are trained and registered (reused)")
-    parser.add_argument("--inputs", type=int, default=16, help="planted inputs explained per family")
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    args = parser.parse_args()
-    configure("quiet")
-    storage = Path(args.storage)
-    folders = planted_runs(storage, args.families)
+    args, storage, folders = planted_bench_setup(__doc__, inputs=16, inputs_help="planted inputs explained per family")
     rows = {name: measure(name, folders[name], storage, args.inputs) for name in args.families}
     print(f"{'family':12} {'planted mass':>12} {'(part of input)':>15} {'deletion AUC top':>17} {'random':>8}")
     for name, r in rows.items():

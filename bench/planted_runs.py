@@ -89,6 +89,24 @@ def planted_runs(storage: Path, names=FAMILIES) -> dict[str, str]:
     return out
 
 
+def planted_bench_setup(doc: str, *, inputs: int, inputs_help: str):
+    """The explanation benches' shared start: their command line (--storage, --inputs,
+    --families), quiet logging, and the planted models trained or reused. Returns (args,
+    storage, {family: registered folder})."""
+    import argparse
+
+    from biomed.log import configure
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--storage", default=str(Path(__file__).resolve().parents[1] / "runs" / "bench-planted"), help="where the planted models are trained and registered (reused)")
+    parser.add_argument("--inputs", type=int, default=inputs, help=inputs_help)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    args = parser.parse_args()
+    configure("quiet")
+    storage = Path(args.storage)
+    return args, storage, planted_runs(storage, args.families)
+
+
 def cases(name: str, storage: Path, count: int) -> list[tuple[object, str | None, object]]:
     """(input, target, whether an attribution entry lies on the planted signal) per input, up to
     `count` inputs that hold the signal; images: (file bytes, target, the table row with the
